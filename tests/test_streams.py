@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 
@@ -556,6 +557,22 @@ waiter = gevent.spawn(idle.next, 30)
 gevent.sleep(0.05)
 idle.close()
 assert waiter.get(timeout=1) is None and idle.interrupted()
+
+# Subscribed listeners wait without a timer each: the broker's clock ends
+# their waits, so a thousand waiting streams add no watcher to the loop.
+loop = gevent.get_hub().loop
+quiet = [Listener(["quiet"]) for _ in range(1000)]
+for listener in quiet:
+    broker.subscribe(listener)
+gevent.sleep(0.3)
+before = loop.activecnt
+waits = [gevent.spawn(listener.next, 0.5) for listener in quiet]
+gevent.sleep(0.1)
+assert loop.activecnt - before < 10, loop.activecnt - before
+started = time.monotonic()
+gevent.joinall(waits, timeout=5)
+assert all(w.ready() and w.value is None for w in waits)
+assert 0.2 < time.monotonic() - started < 2
 print("ok")
 """
 
@@ -572,6 +589,47 @@ def test_memory_broker_and_listeners_work_under_gevent():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_subscribed_listener_times_out_on_the_brokers_clock():
+    broker = MemoryBroker()
+    listener = Listener(["a"])
+    broker.subscribe(listener)
+    started = time.monotonic()
+    assert listener.next(timeout=0.2) is None
+    assert 0.19 < time.monotonic() - started < 1
+    assert listener.wake_at == math.inf
+    broker.unsubscribe(listener)
+
+
+def test_the_clock_stops_with_the_last_listener():
+    broker = MemoryBroker()
+    listeners = [Listener(["a"]), Listener(["b"])]
+    for listener in listeners:
+        broker.subscribe(listener)
+    clock = broker._fan_out._clock
+    assert clock is not None and clock.is_alive()
+    for listener in listeners:
+        broker.unsubscribe(listener)
+    clock.join(timeout=2)
+    assert not clock.is_alive()
+    assert broker._fan_out._clock is None
+    # A new listener starts it again.
+    broker.subscribe(listeners[0])
+    assert listeners[0].next(timeout=0.05) is None
+    broker.unsubscribe(listeners[0])
+
+
+def test_unsubscribing_ends_a_wait_no_clock_would_end():
+    import threading
+
+    broker = MemoryBroker()
+    listener = Listener(["a"])
+    broker.subscribe(listener)
+    threading.Timer(0.1, broker.unsubscribe, args=(listener,)).start()
+    started = time.monotonic()
+    assert listener.next(timeout=30) is None
+    assert time.monotonic() - started < 5
 
 
 def test_a_listener_wakes_for_an_offer_from_another_thread():
