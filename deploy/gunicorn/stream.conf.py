@@ -5,6 +5,7 @@ Every value comes from an environment variable, with the default shown.
 Run: ``gunicorn -c deploy/gunicorn/stream.conf.py storefront.wsgi:app``
 """
 
+import gc
 import os
 
 # STREAM_BIND: where nginx's "streams" upstream points.
@@ -22,7 +23,8 @@ timeout = int(os.environ.get("STREAM_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("STREAM_GRACEFUL_TIMEOUT", "10"))
 keepalive = int(os.environ.get("STREAM_KEEPALIVE", "75"))
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-accesslog = os.environ.get("STREAM_ACCESS_LOG", "-")
+# STREAM_ACCESS_LOG: a path, "-" for standard output, empty for none.
+accesslog = os.environ.get("STREAM_ACCESS_LOG", "-") or None
 errorlog = "-"
 # STREAM_CONTROL_SOCKET: the socket `gunicornc` talks to; each pool needs its own
 # (gunicorn >= 25 puts both in the same place by default).
@@ -32,12 +34,35 @@ control_socket = os.environ.get(
 proc_name = "storefront-stream"
 
 
+# STREAM_GC_THRESHOLD: objects allocated before a young garbage collection
+# (Python's default is 700). See tune_gc.
+gc_threshold = int(os.environ.get("STREAM_GC_THRESHOLD", "50000"))
+
+
+def tune_gc():
+    """A stream worker's heap is mostly long-lived: about 75 tracked objects
+    per open stream, 750,000 at 10,000 streams. With the default threshold, an
+    event woken on every stream leaves enough young objects in flight (a
+    callback and a few frames per stream) to promote them in bulk, and every
+    few events Python then walks the whole heap: a 400 ms pause for nothing,
+    as they are all alive. A threshold above that burst lets the in-flight
+    objects die young; freezing what start-up built keeps it out of every
+    full collection."""
+    gc.freeze()
+    gc.set_threshold(gc_threshold, 10, 10)
+
+
 def post_worker_init(worker):
-    """When the worker is told to stop (TERM, or HUP on the master, which
-    replaces the workers), end every open stream with a spread-out retry: hint.
-    The clients reconnect to the new workers over a few seconds and replay what
-    they missed, instead of all at once when the graceful timeout runs out."""
+    """Tune the garbage collector (see tune_gc). When the worker is told to
+    stop (TERM, or HUP on the master, which replaces the workers), end every
+    open stream of flask-patterns with a spread-out retry: hint. The clients
+    reconnect to the new workers over a few seconds and replay what they
+    missed, instead of all at once when the graceful timeout runs out."""
     import gevent
+
+    tune_gc()
+    if "flask_patterns.streams" not in getattr(worker.wsgi, "extensions", {}):
+        return
 
     from flask_patterns.streams import EventStreams
 
