@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
 START_MARK = "<!-- streams:start -->"
 END_MARK = "<!-- streams:end -->"
+STREAM_CONFIG = ROOT / "deploy" / "gunicorn" / "stream.conf.py"
 DEFAULT_FLASK_SSE_PYTHON = "/tmp/flask-sse-venv/bin/python"
 WORKER_CONNECTIONS = 12_000
 TARGET_STREAMS = 10_000
@@ -202,6 +203,10 @@ def gunicorn_command(python: str, app: str, port: int, log: Path) -> list[str]:
         python,
         "-m",
         "gunicorn",
+        # The stream pool's settings (garbage collector included); the flags
+        # after it override its address, worker count and logs.
+        "-c",
+        str(STREAM_CONFIG),
         "-k",
         "gevent",
         "-w",
@@ -481,6 +486,7 @@ def server_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "BENCH_STREAMS_REDIS_URL": settings.redis_url,
         "BENCH_STREAMS_HEARTBEAT": str(settings.heartbeat),
+        "STREAM_ACCESS_LOG": "",
     }
 
 
