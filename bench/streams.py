@@ -858,7 +858,10 @@ def method(settings: Settings) -> list[str]:
     return [
         "- Server: one gunicorn process with ONE gevent worker (`-k gevent -w 1"
         f" --worker-connections {WORKER_CONNECTIONS}`) on a free port of"
-        " 127.0.0.1, `ulimit -n` as given above. *flask-patterns*:"
+        " 127.0.0.1, `ulimit -n` as given above, for both under the stream"
+        " pool's settings (`-c deploy/gunicorn/stream.conf.py`: a young"
+        " garbage collection threshold of 50,000 and `gc.freeze()` after"
+        " start-up; access log off). *flask-patterns*:"
         " `EventStreams(app, broker=RedisBroker(url, prefix=...))` and `GET"
         ' /streams/activity` returning `streams.response("activity")`,'
         f" heartbeat {settings.heartbeat:g} s; the broker has a key prefix of"
@@ -885,8 +888,13 @@ def method(settings: Settings) -> list[str]:
         ' app, or Flask-SSE\'s `sse.publish(..., channel="activity")` inside an'
         " app context (which opens a new Redis connection per call).",
         "- Latency is the client's receive time minus `t`, for every (event,"
-        " stream) pair; a read is stamped when epoll reports it, before"
-        " parsing. p50/p90/p99/max are over all pairs received. *Delivered"
+        " stream) pair; a read is stamped when epoll reports it, and parsed"
+        " after the measurement. While measuring, the client reads in rounds:"
+        " after draining what was ready it sleeps 1 ms, so that the worker's"
+        " sends over loopback do not each pay for waking a client asleep in"
+        " `epoll_wait` (17 % of the worker's CPU in a `perf` profile); this"
+        " can add up to 1 ms to a latency, never remove any. p50/p90/p99/max"
+        " are over all pairs received. *Delivered"
         f" within {settings.window:g} s* counts the pairs received within"
         f" {settings.window:g} s of publishing, over events published times streams"
         " requested, so streams that never connected count as missed. The"
