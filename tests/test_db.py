@@ -538,6 +538,114 @@ def test_sqlite_reads_begin_deferred_and_writes_begin_immediate(sqlite_url):
     local.engine_for(app).dispose()
 
 
+def sqlite_database(sqlite_url, **engine_options):
+    app = Flask("sqlite")
+    app.config["PATTERNS_DATABASE_URL"] = sqlite_url
+    local = Database(app, engine_options=engine_options)
+    engine = local.engine_for(app)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+    return app, local, engine
+
+
+def writer_lock(engine):
+    from flask_patterns.db import _writer_lock
+
+    return _writer_lock(engine.url.database)._lock
+
+
+def test_sqlite_writers_queue_on_a_lock_given_back_however_they_end(sqlite_url):
+    app, local, engine = sqlite_database(sqlite_url)
+    lock = writer_lock(engine)
+    with app.app_context():
+        local.session.execute(sa.text("INSERT INTO t VALUES (1)"))
+        assert lock.locked()
+    assert not lock.locked()  # committed
+
+    with pytest.raises(RuntimeError), app.app_context():
+        local.session.execute(sa.text("INSERT INTO t VALUES (2)"))
+        raise RuntimeError
+    assert not lock.locked()  # rolled back
+
+    connection = engine.connect()
+    connection.exec_driver_sql("INSERT INTO t VALUES (3)")
+    assert lock.locked()
+    connection.invalidate()  # the DBAPI connection is closed mid-transaction
+    connection.close()
+    assert not lock.locked()
+
+    with engine.connect() as reader:
+        assert reader.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
+    engine.dispose()
+
+
+def test_a_refused_commit_keeps_the_writer_lock_until_its_rollback(sqlite_url):
+    app, local, engine = sqlite_database(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE c (p INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    lock = writer_lock(engine)
+    connection = engine.connect()
+    connection.exec_driver_sql("INSERT INTO c VALUES (42)")
+    with pytest.raises(sa.exc.IntegrityError):
+        connection.commit()
+    connection.close()  # back to the pool, which rolls the transaction back
+    assert not lock.locked()
+    with engine.begin() as writer:
+        writer.exec_driver_sql("INSERT INTO t VALUES (7)")
+    engine.dispose()
+
+
+def test_a_sqlite_writer_waits_for_the_one_before_and_times_out_as_sqlite_does(
+    sqlite_url,
+):
+    import threading
+
+    app, local, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=300)
+    holder = engine.connect()
+    holder.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    def write(value, results):
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"INSERT INTO t VALUES ({value})")
+            results.append("ok")
+        except sa.exc.OperationalError as error:
+            results.append(str(error.orig))
+
+    late = []
+    thread = threading.Thread(target=write, args=(2, late))
+    thread.start()
+    thread.join()
+    assert late == ["database is locked"]
+
+    waiting = []
+    thread = threading.Thread(target=write, args=(3, waiting))
+    thread.start()
+    holder.commit()
+    holder.close()
+    thread.join()
+    assert waiting == ["ok"]
+    with engine.connect() as reader:
+        assert reader.exec_driver_sql("SELECT x FROM t").scalars().all() == [1, 3]
+    engine.dispose()
+
+
+def test_a_second_write_of_the_same_thread_does_not_wait_on_itself_forever(
+    sqlite_url,
+):
+    app, local, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=200)
+    with engine.connect() as first:
+        first.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+            with engine.begin() as second:
+                second.exec_driver_sql("INSERT INTO t VALUES (2)")
+        first.commit()
+    assert not writer_lock(engine).locked()
+    engine.dispose()
+
+
 # Retrying serialization failures
 
 

@@ -21,12 +21,17 @@ P = t.ParamSpec("P")
 
 
 def _namespace() -> dict[str, t.Any]:
-    if not has_app_context():
+    # One look at ``g`` (a context-local proxy) per call: this runs several
+    # times in every request.
+    try:
+        namespace: dict[str, t.Any] = g.setdefault(_NAMESPACE, {})
+    except RuntimeError:
+        if has_app_context():
+            raise
         raise RuntimeError(
             "Working outside of a task: push an application context first,"
             " for example with 'with app.app_context():' or run_in_task()."
-        )
-    namespace: dict[str, t.Any] = g.setdefault(_NAMESPACE, {})
+        ) from None
     return namespace
 
 
@@ -47,9 +52,12 @@ def task_state(key: str, factory: t.Callable[[], T]) -> T:
 def peek_task_state(key: str) -> t.Any | None:
     """Return the current task's state under ``key``, or ``None`` if there is none
     or no task is active. Never creates anything."""
-    if not has_app_context():
+    try:
+        namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
+    except RuntimeError:
+        if has_app_context():
+            raise
         return None
-    namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
     return namespace.get(key)
 
 
@@ -59,9 +67,12 @@ def pop_task_state(key: str) -> t.Any | None:
     Teardown handlers use this so that running them twice (as Flask 3.1 does
     around ``stream_with_context``) finds nothing the second time.
     """
-    if not has_app_context():
+    try:
+        namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
+    except RuntimeError:
+        if has_app_context():
+            raise
         return None
-    namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
     return namespace.pop(key, None)
 
 

@@ -13,6 +13,8 @@ import functools
 import itertools
 import logging
 import os
+import sqlite3
+import threading
 import time
 import typing as t
 from contextvars import ContextVar
@@ -163,8 +165,12 @@ class TaskSession(Session):
 class _UnitOfWork:
     """The transaction of one task and the callbacks waiting for its commit."""
 
-    def __init__(self, engine: sa.Engine, *, boundary: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, boundary: str, veto: CommitVeto | None = None
+    ) -> None:
         self.engine = engine
+        #: The request boundary's commit veto (a request's unit only).
+        self.veto = veto
         #: "request": decided by the request boundary; "task": decided when the
         #: application context ends; "block": decided by ``db.transaction()``.
         self.boundary = boundary
@@ -394,6 +400,86 @@ def _write_intended() -> bool:
     return not (has_request_context() and request.method in _SAFE_METHODS)
 
 
+class _WriterLock:
+    """The write transactions of one SQLite file in this process, one at a time.
+
+    SQLite has one writer per database. A second ``BEGIN IMMEDIATE`` waits in
+    SQLite's busy handler, which sleeps and polls in steps of up to 100 ms, so a
+    thread often sleeps on after the writer is gone. Queuing the writers of a
+    process on a lock first hands the database over as soon as it is free;
+    other processes still meet the busy handler.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owner: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds. ``False`` when this thread (or
+        greenlet) already writes through another connection: waiting would be
+        waiting on itself, so SQLite's own busy timeout decides, as without the
+        lock."""
+        me = threading.get_ident()
+        if self.owner == me:
+            return False
+        if not self._lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked")
+        self.owner = me
+        return True
+
+    def release(self) -> None:
+        self.owner = None
+        self._lock.release()
+
+
+_writer_locks: dict[str, _WriterLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: str) -> _WriterLock:
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(os.path.realpath(path), _WriterLock())
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """A connection that gives the writer lock back as soon as its write
+    transaction has ended, whichever way it ended."""
+
+    writer_lock: _WriterLock | None = None
+    holds_writer_lock = False
+
+    def take_writer_lock(self, timeout: float) -> None:
+        if self.writer_lock is not None and not self.holds_writer_lock:
+            self.holds_writer_lock = self.writer_lock.acquire(timeout)
+
+    def give_back_writer_lock(self) -> None:
+        if self.holds_writer_lock and self.writer_lock is not None:
+            self.holds_writer_lock = False
+            self.writer_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            # A COMMIT refused by a deferred constraint leaves the transaction
+            # open, and the lock held until its rollback.
+            if not self.in_transaction:
+                self.give_back_writer_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if not self.in_transaction:
+                self.give_back_writer_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.give_back_writer_lock()
+
+
 def _configure_sqlite(engine: sa.Engine, busy_timeout_ms: int) -> None:
     """WAL for readers beside a writer, a busy timeout instead of instant
     ``database is locked``, foreign keys on, and real ``BEGIN`` statements so that
@@ -419,7 +505,22 @@ def _configure_sqlite(engine: sa.Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if _write_intended() else "BEGIN")
+        if not _write_intended():
+            connection.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection: object = connection.connection.dbapi_connection
+        if isinstance(dbapi_connection, _SQLiteConnection):
+            try:
+                dbapi_connection.take_writer_lock(busy_timeout_ms / 1000)
+            except sqlite3.OperationalError as error:
+                # What SQLAlchemy raises when SQLite's busy timeout runs out.
+                raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, error) from None
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_connection, _SQLiteConnection):
+                dbapi_connection.give_back_writer_lock()
+            raise
 
 
 def _create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
@@ -428,6 +529,20 @@ def _create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_use_lifo", True)
+    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (
+        None,
+        "",
+        ":memory:",
+    )
+    if sqlite_file and url.get_driver_name() in ("pysqlite", ""):
+        assert url.database is not None
+        lock = _writer_lock(url.database)
+        connection_class = type(
+            "SQLiteConnection", (_SQLiteConnection,), {"writer_lock": lock}
+        )
+        connect_args = dict(options.get("connect_args", {}))
+        connect_args.setdefault("factory", connection_class)
+        options["connect_args"] = connect_args
     engine = sa.create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout)
@@ -622,7 +737,8 @@ class Database:
 
 
 def _begin_request() -> None:
-    _stack().append(_UnitOfWork(_state(current_app).engine, boundary="request"))
+    state = _state(current_app)
+    _stack().append(_UnitOfWork(state.engine, boundary="request", veto=state.veto))
 
 
 def _request_unit() -> _UnitOfWork | None:
@@ -640,7 +756,8 @@ def _settle_request(response: Response) -> Response:
     unit = _request_unit()
     if unit is None or unit.finished:
         return response
-    if unit.rollback_only or _state(current_app).veto(response):
+    veto = unit.veto or _state(current_app).veto
+    if unit.rollback_only or veto(response):
         unit.rollback()
     else:
         unit.commit()
