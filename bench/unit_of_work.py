@@ -436,7 +436,9 @@ def method(settings: Settings) -> list[str]:
         " a purely CPU-bound process would see.",
         "- SQLite: a file in a temporary directory, WAL, default `synchronous`,"
         " so each commit waits for the disk; with several threads the writers"
-        " also queue on the database lock (`BEGIN IMMEDIATE`, busy timeout)."
+        " also queue for the database's single writer (the library's"
+        " in-process writer lock, then `BEGIN IMMEDIATE`), in both apps, which"
+        " share the engine helper."
         " PostgreSQL: a fresh schema, dropped at the end. The committed rows are"
         " counted afterwards: every request must have committed its row.",
     ]
