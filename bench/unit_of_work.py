@@ -484,7 +484,7 @@ def write_report(path: Path, text: str) -> None:
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--slices", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--sqlite-requests", type=int, default=2000)
