@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,21 +165,43 @@ def commands(run_dir: Path, nginx_conf: Path) -> dict[str, list[str]]:
     }
 
 
-def wait_until_up(url: str, processes: dict[str, subprocess.Popen[bytes]]) -> None:
+def accepts(address: str) -> bool:
+    """Whether a gunicorn bind address (``host:port`` or ``unix:path``) accepts
+    connections."""
+    try:
+        if address.startswith("unix:"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(address[5:])
+        else:
+            host, _, port = address.rpartition(":")
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def wait_until_up(
+    url: str, pools: list[str], processes: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    """Wait until both pools accept connections, then until nginx answers
+    ``/healthz``: asking nginx first would only log refused upstreams."""
     deadline = time.monotonic() + 60
+    waiting = list(pools)
     while True:
         for name, process in processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{url}/healthz did not answer within 60 s"
-                ) from None
-            time.sleep(0.2)
+        waiting = [address for address in waiting if not accepts(address)]
+        if not waiting:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
+                return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}/healthz did not answer within 60 s")
+        time.sleep(0.2)
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]], pid_file: Path) -> None:
@@ -242,7 +265,7 @@ def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
             json.dumps({n: [p.pid, p.args[0]] for n, p in processes.items()})
         )
         url = f"http://{args.listen}"
-        wait_until_up(url, processes)
+        wait_until_up(url, [args.web, args.stream], processes)
         print(f"\nThe storefront is up on {url} (Ctrl-C stops it).\n", flush=True)
         while not stopping:
             for name, process in processes.items():
