@@ -580,7 +580,7 @@ def test_sqlite_writers_queue_on_a_lock_given_back_however_they_end(sqlite_url):
 
 
 def test_a_refused_commit_keeps_the_writer_lock_until_its_rollback(sqlite_url):
-    app, local, engine = sqlite_database(sqlite_url)
+    *_, engine = sqlite_database(sqlite_url)
     with engine.begin() as connection:
         connection.exec_driver_sql(
             "CREATE TABLE c (p INTEGER REFERENCES t (x) DEFERRABLE INITIALLY DEFERRED)"
@@ -602,7 +602,7 @@ def test_a_sqlite_writer_waits_for_the_one_before_and_times_out_as_sqlite_does(
 ):
     import threading
 
-    app, local, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=300)
+    *_, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=300)
     holder = engine.connect()
     holder.exec_driver_sql("INSERT INTO t VALUES (1)")
 
@@ -635,12 +635,12 @@ def test_a_sqlite_writer_waits_for_the_one_before_and_times_out_as_sqlite_does(
 def test_a_second_write_of_the_same_thread_does_not_wait_on_itself_forever(
     sqlite_url,
 ):
-    app, local, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=200)
+    *_, engine = sqlite_database(sqlite_url, sqlite_busy_timeout_ms=200)
     with engine.connect() as first:
         first.exec_driver_sql("INSERT INTO t VALUES (1)")
-        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
-            with engine.begin() as second:
-                second.exec_driver_sql("INSERT INTO t VALUES (2)")
+        locked = pytest.raises(sa.exc.OperationalError, match="database is locked")
+        with locked, engine.begin() as second:
+            second.exec_driver_sql("INSERT INTO t VALUES (2)")
         first.commit()
     assert not writer_lock(engine).locked()
     engine.dispose()

@@ -608,7 +608,8 @@ def test_the_clock_stops_with_the_last_listener():
     for listener in listeners:
         broker.subscribe(listener)
     clock = broker._fan_out._clock
-    assert clock is not None and clock.is_alive()
+    assert clock is not None
+    assert clock.is_alive()
     for listener in listeners:
         broker.unsubscribe(listener)
     clock.join(timeout=2)
