@@ -5,6 +5,7 @@ on PostgreSQL and checks the rows, the callbacks and the pool."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 
 import click
@@ -573,6 +574,15 @@ def test_sqlite_writers_queue_on_a_lock_given_back_however_they_end(sqlite_url):
     connection.invalidate()  # the DBAPI connection is closed mid-transaction
     connection.close()
     assert not lock.locked()
+
+    raw = engine.raw_connection().dbapi_connection
+    raw.take_writer_lock(1.0)
+    raw.execute("BEGIN IMMEDIATE")
+    raw.close()
+    assert not lock.locked()
+    # A commit on the closed connection fails as sqlite3's does, lock aside.
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        raw.commit()
 
     with engine.connect() as reader:
         assert reader.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]

@@ -154,10 +154,13 @@ class Listener:
             # Clear before looking again: an offer in between sets it anew.
             self._ready.clear()
             if not self._items and not self.closing and not self.overflowed:
-                if self._clock is None:
+                clock = self._clock
+                if clock is None:
                     self._ready.wait(timeout)
                 else:
-                    self.wake_at = time.monotonic() + timeout
+                    self.wake_at = wake_at = time.monotonic() + timeout
+                    if wake_at < clock.next_look:
+                        clock.next_look = wake_at
                     self._ready.wait()
                     self.wake_at = math.inf
         return self._items.popleft() if self._items else None
@@ -181,15 +184,20 @@ class _FanOut:
     """The listeners of one process, by channel, and the clock that ends their
     waits: one thread (a greenlet under gevent) that looks at every listener
     each ``tick`` seconds, instead of a timer started and cancelled by each of
-    10,000 streams for each event. It runs only while there are listeners."""
+    10,000 streams for each event. It runs only while there are listeners,
+    and looks only when a wait is due (or a second has passed, in case a
+    thread lowered ``next_look`` while it looked)."""
 
     tick = 0.1
+    longest_sleep = 1.0
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.by_channel: dict[str, set[Listener]] = {}
         self.listeners: set[Listener] = set()
         self._clock: threading.Thread | None = None
+        #: The monotonic time of the earliest wait the clock must end.
+        self.next_look = 0.0
 
     def add(self, listener: Listener) -> None:
         with self.lock:
@@ -218,17 +226,26 @@ class _FanOut:
                 listener.wake()
 
     def _run_clock(self) -> None:
+        last_look = time.monotonic()
         while True:
             time.sleep(self.tick)
+            now = time.monotonic()
+            if now < self.next_look and now - last_look < self.longest_sleep:
+                continue
             with self.lock:
                 if not self.listeners:
                     self._clock = None
                     return
                 listeners = list(self.listeners)
-            now = time.monotonic()
+            last_look = now
+            next_look = now + self.longest_sleep
             for listener in listeners:
-                if listener.wake_at <= now:
+                wake_at = listener.wake_at
+                if wake_at <= now:
                     listener.wake()
+                elif wake_at < next_look:
+                    next_look = wake_at
+            self.next_look = next_look
 
     def deliver(self, event: StoredEvent) -> None:
         with self.lock:
