@@ -457,21 +457,27 @@ class _SQLiteConnection(sqlite3.Connection):
             self.holds_writer_lock = False
             self.writer_lock.release()
 
+    def _transaction_ended(self) -> None:
+        # A COMMIT refused by a deferred constraint leaves the transaction
+        # open, and the lock held until its rollback.
+        try:
+            still_open = self.in_transaction
+        except sqlite3.ProgrammingError:  # closed, so no transaction either
+            still_open = False
+        if not still_open:
+            self.give_back_writer_lock()
+
     def commit(self) -> None:
         try:
             super().commit()
         finally:
-            # A COMMIT refused by a deferred constraint leaves the transaction
-            # open, and the lock held until its rollback.
-            if not self.in_transaction:
-                self.give_back_writer_lock()
+            self._transaction_ended()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            if not self.in_transaction:
-                self.give_back_writer_lock()
+            self._transaction_ended()
 
     def close(self) -> None:
         try:
