@@ -577,6 +577,72 @@ print("ok")
 """
 
 
+GEVENT_PARKING_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+from gevent import threadpool
+
+from flask_patterns.streams import Listener, MemoryBroker
+
+broker = MemoryBroker()
+
+
+def subscribed(channel="activity"):
+    listener = Listener([channel])
+    broker.subscribe(listener)
+    return listener
+
+
+# A greenlet killed while it waits leaves the others unharmed.
+doomed, alive = subscribed(), subscribed()
+waits = {"doomed": gevent.spawn(doomed.next, 30), "alive": gevent.spawn(alive.next, 30)}
+gevent.sleep(0.05)
+assert doomed._parked is not None and alive._parked is not None
+waits["doomed"].kill()
+assert doomed._parked is None
+broker.publish("activity", "after the kill")
+assert waits["alive"].get(timeout=2).data == "after the kill"
+broker.unsubscribe(doomed)
+broker.unsubscribe(alive)
+
+# close() and unsubscribe() end a wait at once.
+closing, leaving = subscribed(), subscribed()
+waits = [gevent.spawn(closing.next, 30), gevent.spawn(leaving.next, 30)]
+gevent.sleep(0.05)
+closing.close()
+broker.unsubscribe(leaving)
+assert [w.get(timeout=2) for w in waits] == [None, None]
+assert closing.interrupted()
+broker.unsubscribe(closing)
+
+# An event published from a native thread reaches parked greenlets.
+listeners = [subscribed() for _ in range(50)]
+waits = [gevent.spawn(x.next, 30) for x in listeners]
+gevent.sleep(0.05)
+pool = threadpool.ThreadPool(1)
+pool.spawn(broker.publish, "activity", "from a thread").get(timeout=5)
+assert [w.get(timeout=5).data for w in waits] == ["from a thread"] * 50
+print("ok")
+"""
+
+
+def test_parked_listeners_survive_kills_closes_and_other_threads_under_gevent():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_PARKING_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_memory_broker_and_listeners_work_under_gevent():
     import subprocess
     import sys

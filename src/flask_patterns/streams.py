@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
 import time
 import typing as t
@@ -108,13 +109,15 @@ class Listener:
     A deque and an event rather than a ``queue.Queue``: delivering to 10,000
     streams is one ``offer`` each per event, and under gevent a ``Queue`` costs
     about ten times as much time and memory. For the same reason a listener
-    subscribed to a broker waits without a timer of its own: the broker's clock
-    wakes it when its timeout has passed.
+    subscribed to a broker waits without a timer of its own (the broker's clock
+    wakes it when its timeout has passed), and under gevent parks its greenlet
+    for the broker to resume with all the others an event reaches.
     """
 
     __slots__ = (
         "_clock",
         "_items",
+        "_parked",
         "_ready",
         "channels",
         "closing",
@@ -135,16 +138,21 @@ class Listener:
         # Set while subscribed to a broker whose clock wakes it at wake_at.
         self._clock: _FanOut | None = None
         self.wake_at = math.inf
+        # Under gevent, the greenlet waiting in next(), if any.
+        self._parked: t.Any = None
 
     def offer(self, event: StoredEvent) -> None:
         """Add an event (from any thread or greenlet); never blocks."""
+        self._add(event)
+        self.wake()
+
+    def _add(self, event: StoredEvent) -> None:
         if self.overflowed:
             return
         if len(self._items) >= self.maxsize:
             self.overflowed = True
         else:
             self._items.append(event)
-        self._ready.set()
 
     def next(self, timeout: float) -> StoredEvent | None:
         """The next event, waiting up to ``timeout`` seconds (give or take the
@@ -161,18 +169,36 @@ class Listener:
                     self.wake_at = wake_at = time.monotonic() + timeout
                     if wake_at < clock.next_look:
                         clock.next_look = wake_at
-                    self._ready.wait()
+                    if clock.hub is None:
+                        self._ready.wait()
+                    else:
+                        self._park(clock)
                     self.wake_at = math.inf
         return self._items.popleft() if self._items else None
 
+    def _park(self, clock: _FanOut) -> None:
+        """Under gevent: wait for the broker to switch back to this greenlet.
+        One hub callback then resumes every stream an event reaches, where an
+        Event per stream takes a callback each."""
+        me = clock.current_greenlet()
+        self._parked = me
+        try:
+            clock.hub.switch()
+        finally:
+            if self._parked is me:
+                self._parked = None
+
     def wake(self) -> None:
         """End the current wait of :meth:`next` (it returns ``None``)."""
+        clock = self._clock
+        if self._parked is not None and clock is not None:
+            clock.resume([self])
         self._ready.set()
 
     def close(self) -> None:
         """Ask the stream to end (with a reconnection hint)."""
         self.closing = True
-        self._ready.set()
+        self.wake()
 
     def interrupted(self) -> bool:
         """Whether the stream must end: closed, or fallen behind. Another thread
@@ -198,6 +224,10 @@ class _FanOut:
         self._clock: threading.Thread | None = None
         #: The monotonic time of the earliest wait the clock must end.
         self.next_look = 0.0
+        #: Under gevent, the hub that resumes parked listeners.
+        self.hub: t.Any = None
+        self.current_greenlet: t.Callable[[], t.Any] = threading.current_thread
+        self._hub_thread = 0
 
     def add(self, listener: Listener) -> None:
         with self.lock:
@@ -206,6 +236,7 @@ class _FanOut:
             self.listeners.add(listener)
             listener._clock = self
             if self._clock is None:
+                self._use_gevent()
                 self._clock = threading.Thread(
                     target=self._run_clock, name="flask-patterns-clock", daemon=True
                 )
@@ -221,9 +252,9 @@ class _FanOut:
                         del self.by_channel[channel]
             if listener in self.listeners:
                 self.listeners.discard(listener)
-                listener._clock = None
                 # A wait that no clock ends any more ends now.
                 listener.wake()
+                listener._clock = None
 
     def _run_clock(self) -> None:
         last_look = time.monotonic()
@@ -250,8 +281,36 @@ class _FanOut:
     def deliver(self, event: StoredEvent) -> None:
         with self.lock:
             listeners = list(self.by_channel.get(event.channel, ()))
+        parked = []
         for listener in listeners:
-            listener.offer(event)
+            listener._add(event)
+            if listener._parked is not None:
+                parked.append(listener)
+            else:
+                listener._ready.set()
+        if parked:
+            self.resume(parked)
+
+    def _use_gevent(self) -> None:
+        """Park listeners on gevent's hub if gevent patched ``threading``."""
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is None or not monkey.is_module_patched("threading"):
+            self.hub = None
+            return
+        import gevent
+
+        self.hub = gevent.get_hub()
+        self.current_greenlet = gevent.getcurrent
+        self._hub_thread = _original_get_ident()
+
+    def resume(self, listeners: list[Listener]) -> None:
+        """Under gevent: switch to each parked listener's greenlet from ONE
+        hub callback."""
+        loop = self.hub.loop
+        if _original_get_ident() == self._hub_thread:
+            loop.run_callback(_resume, listeners)
+        else:
+            loop.run_callback_threadsafe(_resume, listeners)
 
     def channels(self) -> list[str]:
         with self.lock:
@@ -267,6 +326,24 @@ class _FanOut:
     def count(self) -> int:
         with self.lock:
             return len(self.listeners)
+
+
+def _original_get_ident() -> int:
+    """The OS thread's id, which gevent's patch turns into a greenlet's."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return threading.get_ident()
+    return t.cast(int, monkey.get_original("_thread", "get_ident")())
+
+
+def _resume(listeners: list[Listener]) -> None:
+    """Run by the hub: switch to every listener still parked. A greenlet that
+    left its wait otherwise (killed, say) is not parked any more."""
+    for listener in listeners:
+        parked = listener._parked
+        if parked is not None:
+            listener._parked = None
+            parked.switch()
 
 
 class Broker(t.Protocol):
