@@ -167,7 +167,9 @@ def commands(run_dir: Path, nginx_conf: Path) -> dict[str, list[str]]:
 
 def accepts(address: str) -> bool:
     """Whether a gunicorn bind address (``host:port`` or ``unix:path``) accepts
-    connections."""
+    connections; an inherited ``fd://`` socket is taken as listening."""
+    if address.startswith("fd://"):
+        return True
     try:
         if address.startswith("unix:"):
             with socket.socket(socket.AF_UNIX) as sock:
@@ -200,6 +202,8 @@ def wait_until_up(
             except OSError:
                 pass
         if time.monotonic() > deadline:
+            if waiting:
+                raise RuntimeError(f"{', '.join(waiting)} did not listen within 60 s")
             raise RuntimeError(f"{url}/healthz did not answer within 60 s")
         time.sleep(0.2)
 

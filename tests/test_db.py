@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
+import warnings
 
 import click
 import pytest
@@ -586,6 +587,33 @@ def test_sqlite_writers_queue_on_a_lock_given_back_however_they_end(sqlite_url):
 
     with engine.connect() as reader:
         assert reader.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
+    engine.dispose()
+
+
+def test_a_forked_child_starts_with_the_writer_lock_free(sqlite_url):
+    import os
+
+    *_, engine = sqlite_database(sqlite_url)
+    holder = engine.connect()
+    holder.exec_driver_sql("INSERT INTO t VALUES (1)")
+    lock = writer_lock(engine)
+    assert lock.locked()
+    with warnings.catch_warnings():
+        # Python 3.12 warns about forking a process that runs threads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's writer is not here to give it back
+        free = not writer_lock(engine).locked()
+        # What the copied connection held belongs to the parent: giving it
+        # back in the child is a no-op, not an error.
+        holder.connection.dbapi_connection.give_back_writer_lock()
+        os._exit(0 if free and not writer_lock(engine).locked() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert lock.locked()  # the parent's own writer still holds it
+    holder.rollback()
+    holder.close()
+    assert not lock.locked()
     engine.dispose()
 
 

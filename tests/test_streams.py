@@ -687,6 +687,53 @@ def test_the_clock_stops_with_the_last_listener():
     broker.unsubscribe(listeners[0])
 
 
+def test_a_zero_timeout_does_not_wait_for_the_clock():
+    broker = MemoryBroker()
+    listener = Listener(["a"])
+    broker.subscribe(listener)
+    started = time.monotonic()
+    assert listener.next(timeout=0) is None
+    assert time.monotonic() - started < 0.05
+    broker.unsubscribe(listener)
+
+
+def test_a_failed_clock_leaves_streams_on_timers(monkeypatch, caplog):
+    broker = MemoryBroker()
+
+    def broken() -> None:
+        raise RuntimeError("the clock broke")
+
+    monkeypatch.setattr(broker._fan_out, "_tick_until_idle", broken)
+    listener = Listener(["a"])
+    broker.subscribe(listener)
+    deadline = time.monotonic() + 2
+    while broker._fan_out._clock is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert broker._fan_out._clock is None
+    assert "The stream clock failed" in caplog.text
+    started = time.monotonic()
+    assert listener.next(timeout=0.2) is None
+    assert 0.15 < time.monotonic() - started < 2
+    broker.publish("a", "still delivered")
+    assert listener.next(timeout=1).data == "still delivered"
+    broker.unsubscribe(listener)
+
+
+def test_a_clock_that_cannot_start_fails_the_subscription_whole(monkeypatch):
+    import threading
+
+    class NoThreads(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("flask_patterns.streams.threading.Thread", NoThreads)
+    broker = MemoryBroker()
+    with pytest.raises(RuntimeError, match="start new thread"):
+        broker.subscribe(Listener(["a"]))
+    assert broker._fan_out.count() == 0
+    assert broker._fan_out._clock is None
+
+
 def test_unsubscribing_ends_a_wait_no_clock_would_end():
     import threading
 

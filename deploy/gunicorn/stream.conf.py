@@ -48,6 +48,7 @@ def tune_gc():
     as they are all alive. A threshold above that burst lets the in-flight
     objects die young; freezing what start-up built keeps it out of every
     full collection."""
+    gc.collect()  # so that no garbage of start-up is frozen for good
     gc.freeze()
     gc.set_threshold(gc_threshold, 10, 10)
 

@@ -407,29 +407,40 @@ class _WriterLock:
     SQLite's busy handler, which sleeps and polls in steps of up to 100 ms, so a
     thread often sleeps on after the writer is gone. Queuing the writers of a
     process on a lock first hands the database over as soon as it is free;
-    other processes still meet the busy handler.
+    other processes still meet the busy handler. A writer that waited here
+    may wait in SQLite again for another process, so the longest wait is twice
+    the busy timeout.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.owner: int | None = None
+        #: Bumped in a forked child, where the lock starts free again.
+        self.generation = 0
 
-    def acquire(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds. ``False`` when this thread (or
-        greenlet) already writes through another connection: waiting would be
-        waiting on itself, so SQLite's own busy timeout decides, as without the
-        lock."""
+    def acquire(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds; return the generation to release.
+        ``None`` when this thread (or greenlet) already writes through another
+        connection: waiting would be waiting on itself, so SQLite's own busy
+        timeout decides, as without the lock."""
         me = threading.get_ident()
         if self.owner == me:
-            return False
+            return None
         if not self._lock.acquire(timeout=timeout):
             raise sqlite3.OperationalError("database is locked")
         self.owner = me
-        return True
+        return self.generation
 
-    def release(self) -> None:
+    def release(self, generation: int) -> None:
+        if generation != self.generation:
+            return  # taken before a fork, by a thread this process lacks
         self.owner = None
         self._lock.release()
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self.owner = None
+        self.generation += 1
 
 
 _writer_locks: dict[str, _WriterLock] = {}
@@ -441,21 +452,34 @@ def _writer_lock(path: str) -> _WriterLock:
         return _writer_locks.setdefault(os.path.realpath(path), _WriterLock())
 
 
+def _reset_writer_locks() -> None:
+    """In a forked child only the forking thread lives on: a lock held by any
+    other would never be given back."""
+    global _writer_locks_guard
+    _writer_locks_guard = threading.Lock()
+    for lock in _writer_locks.values():
+        lock.reset()
+
+
+os.register_at_fork(after_in_child=_reset_writer_locks)
+
+
 class _SQLiteConnection(sqlite3.Connection):
     """A connection that gives the writer lock back as soon as its write
     transaction has ended, whichever way it ended."""
 
     writer_lock: _WriterLock | None = None
-    holds_writer_lock = False
+    #: The generation of the writer lock this connection holds, if it does.
+    held: int | None = None
 
     def take_writer_lock(self, timeout: float) -> None:
-        if self.writer_lock is not None and not self.holds_writer_lock:
-            self.holds_writer_lock = self.writer_lock.acquire(timeout)
+        if self.writer_lock is not None and self.held is None:
+            self.held = self.writer_lock.acquire(timeout)
 
     def give_back_writer_lock(self) -> None:
-        if self.holds_writer_lock and self.writer_lock is not None:
-            self.holds_writer_lock = False
-            self.writer_lock.release()
+        held, self.held = self.held, None
+        if held is not None and self.writer_lock is not None:
+            self.writer_lock.release(held)
 
     def _transaction_ended(self) -> None:
         # A COMMIT refused by a deferred constraint leaves the transaction

@@ -155,13 +155,20 @@ class Listener:
             self._items.append(event)
 
     def next(self, timeout: float) -> StoredEvent | None:
-        """The next event, waiting up to ``timeout`` seconds (give or take the
-        broker clock's tick); ``None`` when the time ran out or the listener was
-        closed or overflowed."""
+        """The next event, waiting up to ``timeout`` seconds; ``None`` when the
+        time ran out or the listener was closed or overflowed, or now and then
+        a little early, so treat ``None`` as "nothing yet". A subscribed
+        listener's timeout ends on the broker's clock: within 0.1 s, or about
+        a second when threads race the clock."""
         if not self._items:
             # Clear before looking again: an offer in between sets it anew.
             self._ready.clear()
-            if not self._items and not self.closing and not self.overflowed:
+            if (
+                not self._items
+                and not self.closing
+                and not self.overflowed
+                and timeout > 0
+            ):
                 clock = self._clock
                 if clock is None:
                     self._ready.wait(timeout)
@@ -182,6 +189,11 @@ class Listener:
         Event per stream takes a callback each."""
         me = clock.current_greenlet()
         self._parked = me
+        # An offer from another OS thread may have come between the caller's
+        # look and the line above, and seen nothing parked: look again.
+        if self._items or self.closing or self.overflowed:
+            self._parked = None
+            return
         try:
             clock.hub.switch()
         finally:
@@ -231,16 +243,19 @@ class _FanOut:
 
     def add(self, listener: Listener) -> None:
         with self.lock:
+            if self._clock is None:
+                # Started before anything is registered: if it cannot start,
+                # the subscription fails whole.
+                self._use_gevent()
+                clock = threading.Thread(
+                    target=self._run_clock, name="flask-patterns-clock", daemon=True
+                )
+                clock.start()
+                self._clock = clock
             for channel in listener.channels:
                 self.by_channel.setdefault(channel, set()).add(listener)
             self.listeners.add(listener)
             listener._clock = self
-            if self._clock is None:
-                self._use_gevent()
-                self._clock = threading.Thread(
-                    target=self._run_clock, name="flask-patterns-clock", daemon=True
-                )
-                self._clock.start()
 
     def remove(self, listener: Listener) -> None:
         with self.lock:
@@ -252,11 +267,31 @@ class _FanOut:
                         del self.by_channel[channel]
             if listener in self.listeners:
                 self.listeners.discard(listener)
-                # A wait that no clock ends any more ends now.
-                listener.wake()
-                listener._clock = None
+                self._detach(listener)
+
+    def _detach(self, listener: Listener) -> None:
+        """Leave the listener to timed waits, and end the wait it is in, which
+        no clock would end any more."""
+        listener._clock = None
+        if listener._parked is not None:
+            self.resume([listener])
+        listener._ready.set()
 
     def _run_clock(self) -> None:
+        stopped = False
+        try:
+            self._tick_until_idle()
+            stopped = True
+        except Exception:
+            log.exception("The stream clock failed; streams fall back to timers.")
+        finally:
+            if not stopped:
+                with self.lock:
+                    self._clock = None
+                    for listener in self.listeners:
+                        self._detach(listener)
+
+    def _tick_until_idle(self) -> None:
         last_look = time.monotonic()
         while True:
             time.sleep(self.tick)
