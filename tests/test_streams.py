@@ -629,32 +629,24 @@ print("ok")
 """
 
 
-def test_parked_listeners_survive_kills_closes_and_other_threads_under_gevent():
+def run_under_gevent(script: str) -> None:
+    """Run ``script`` in a fresh, monkey-patched interpreter; it prints "ok"."""
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-c", GEVENT_PARKING_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_parked_listeners_survive_kills_closes_and_other_threads_under_gevent():
+    run_under_gevent(GEVENT_PARKING_SCRIPT)
 
 
 def test_memory_broker_and_listeners_work_under_gevent():
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", GEVENT_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_under_gevent(GEVENT_SCRIPT)
 
 
 def test_a_subscribed_listener_times_out_on_the_brokers_clock():
