@@ -556,15 +556,12 @@ def _configure_sqlite(engine: sa.Engine, busy_timeout_ms: int) -> None:
 def _create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     options = dict(options)
     busy_timeout = options.pop("sqlite_busy_timeout_ms", 5000)
-    if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
+    sqlite = url.get_backend_name() == "sqlite"
+    in_memory = sqlite and url.database in (None, "", ":memory:")
+    if not in_memory:
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_use_lifo", True)
-    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (
-        None,
-        "",
-        ":memory:",
-    )
-    if sqlite_file and url.get_driver_name() in ("pysqlite", ""):
+    if sqlite and not in_memory and url.get_driver_name() in ("pysqlite", ""):
         assert url.database is not None
         lock = _writer_lock(url.database)
         connection_class = type(
@@ -574,7 +571,7 @@ def _create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
         connect_args.setdefault("factory", connection_class)
         options["connect_args"] = connect_args
     engine = sa.create_engine(url, **options)
-    if url.get_backend_name() == "sqlite":
+    if sqlite:
         _configure_sqlite(engine, busy_timeout)
     return engine
 
