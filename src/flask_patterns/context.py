@@ -49,16 +49,21 @@ def task_state(key: str, factory: t.Callable[[], T]) -> T:
     return t.cast(T, namespace[key])
 
 
-def peek_task_state(key: str) -> t.Any | None:
-    """Return the current task's state under ``key``, or ``None`` if there is none
-    or no task is active. Never creates anything."""
+def _namespace_if_any() -> dict[str, t.Any]:
+    """The current task's namespace, or an empty one outside of a task."""
     try:
         namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
     except RuntimeError:
         if has_app_context():
             raise
-        return None
-    return namespace.get(key)
+        return {}
+    return namespace
+
+
+def peek_task_state(key: str) -> t.Any | None:
+    """Return the current task's state under ``key``, or ``None`` if there is none
+    or no task is active. Never creates anything."""
+    return _namespace_if_any().get(key)
 
 
 def pop_task_state(key: str) -> t.Any | None:
@@ -67,13 +72,7 @@ def pop_task_state(key: str) -> t.Any | None:
     Teardown handlers use this so that running them twice (as Flask 3.1 does
     around ``stream_with_context``) finds nothing the second time.
     """
-    try:
-        namespace: dict[str, t.Any] = g.get(_NAMESPACE, {})
-    except RuntimeError:
-        if has_app_context():
-            raise
-        return None
-    return namespace.pop(key, None)
+    return _namespace_if_any().pop(key, None)
 
 
 def run_in_task(
