@@ -202,7 +202,9 @@ class Listener:
 
     def wake(self) -> None:
         """End the current wait of :meth:`next` (it returns ``None``)."""
-        clock = self._clock
+        self._wake_on(self._clock)
+
+    def _wake_on(self, clock: _FanOut | None) -> None:
         if self._parked is not None and clock is not None:
             clock.resume([self])
         self._ready.set()
@@ -273,9 +275,7 @@ class _FanOut:
         """Leave the listener to timed waits, and end the wait it is in, which
         no clock would end any more."""
         listener._clock = None
-        if listener._parked is not None:
-            self.resume([listener])
-        listener._ready.set()
+        listener._wake_on(self)
 
     def _run_clock(self) -> None:
         stopped = False
