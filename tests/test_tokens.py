@@ -446,3 +446,53 @@ def test_the_maximum_length_is_configurable_and_enforced_both_ways(app):
 def test_a_purpose_must_be_a_non_empty_string(app):
     with pytest.raises(ValueError, match="purpose"):
         dumps("", 42)
+
+
+# The exact shape, before anything is decoded
+
+
+def test_characters_outside_the_alphabet_inside_a_signature_are_invalid(app):
+    token = dumps("activate", 42)
+    payload, stamp, signature = token.split(".")
+    # Python's base64 decoder skips these; the token must not load anyway.
+    for forged in (
+        f"{payload}.{stamp}.{signature[:10]}!!!!{signature[10:]}",
+        f"{payload}.{stamp}.{signature}====",
+        f"{payload}.{stamp}.{signature[:20]}\n{signature[20:]}",
+        f"{payload}!.{stamp}.{signature}",
+    ):
+        with pytest.raises(TokenInvalid, match="malformed"):
+            loads("activate", forged, max_age=HOUR)
+
+
+def test_a_non_canonical_last_digit_is_invalid(app):
+    token = dumps("activate", 42)
+    body, signature = token.rsplit(".", 1)
+    # A 43-digit signature carries 2 spare bits in its last digit: changing only
+    # them leaves the decoded bytes as they were.
+    last = ALPHABET.index(signature[-1])
+    twin = ALPHABET[last ^ 0b01]
+    assert base64.urlsafe_b64decode(signature + "=") == base64.urlsafe_b64decode(
+        signature[:-1] + twin + "="
+    )
+    with pytest.raises(TokenInvalid, match="malformed"):
+        loads("activate", f"{body}.{signature[:-1]}{twin}", max_age=HOUR)
+
+
+def test_a_compressed_token_keeps_loading(app):
+    value = "x" * 500
+    token = dumps("activate", value)
+    assert token.startswith(".")
+    assert loads("activate", token, max_age=HOUR) == value
+
+
+@pytest.mark.parametrize("max_age", [float("nan"), float("inf"), -1, -0.5])
+def test_max_age_must_be_finite_and_not_negative(app, max_age):
+    with pytest.raises(ValueError, match="max_age"):
+        loads("activate", dumps("activate", 1), max_age=max_age)
+
+
+@pytest.mark.parametrize("max_age", ["3600", None, True])
+def test_max_age_must_be_a_number(app, max_age):
+    with pytest.raises(TypeError, match="max_age"):
+        loads("activate", dumps("activate", 1), max_age=max_age)  # type: ignore[arg-type]

@@ -16,8 +16,11 @@ would be valid but is too old, :class:`TokenInvalid` for anything else. See
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import math
+import re
 import time
 import typing as t
 from dataclasses import dataclass
@@ -41,6 +44,11 @@ __all__ = [
 _EXTENSION = "flask_patterns.tokens"
 _SALT_PREFIX = "flask_patterns.tokens:"
 _FINGERPRINT_BYTES = 16
+#: What ``URLSafeTimedSerializer`` makes: a payload (led by ``.`` when
+#: compressed), a timestamp and a SHA-256 signature, each in unpadded URL-safe
+#: base64. Python's decoder skips characters outside the alphabet, so a token
+#: is checked against this before it is decoded.
+_SHAPE = re.compile(r"\.?([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
 
 Fingerprint = str | bytes | t.Callable[[t.Any], str | bytes]
 MaxAge = int | float | timedelta
@@ -168,6 +176,7 @@ def loads(
         raise TokenInvalid("Not a token.")
     if len(token) > state.max_length:
         raise TokenInvalid("The token is too long.")
+    _check_shape(token)
     value, digest, signed_at = _verify(purpose, token)
     _check_fingerprint(purpose, value, digest, fingerprint)
     age = int(time.time()) - int(signed_at.timestamp())
@@ -222,12 +231,34 @@ def _serializer(purpose: str) -> URLSafeTimedSerializer:
 
 
 def _seconds(max_age: MaxAge) -> float:
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float | timedelta):
+        raise TypeError("max_age must be a number of seconds or a timedelta.")
     seconds = (
         max_age.total_seconds() if isinstance(max_age, timedelta) else float(max_age)
     )
-    if seconds < 0:
-        raise ValueError("max_age must not be negative.")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            f"max_age must be a finite, non-negative number of seconds, not {max_age}."
+        )
     return seconds
+
+
+def _check_shape(token: str) -> None:
+    """Refuse anything but the three base64 parts a token is made of, each in
+    its one canonical spelling: the decoder would otherwise skip foreign
+    characters and ignore the spare bits of a last digit, so that many strings
+    would load as the same token."""
+    match = _SHAPE.fullmatch(token)
+    if match is None or not all(map(_canonical, match.groups())):
+        raise TokenInvalid("The token is malformed.")
+
+
+def _canonical(part: str) -> bool:
+    try:
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") == part
 
 
 def _verify(purpose: str, token: str) -> tuple[t.Any, str | None, datetime]:
