@@ -94,11 +94,13 @@ EXPECTED = {
         "BrokerUnavailable",
         "EventStreams",
         "Listener",
+        "MAX_EVENT_ID",
         "MemoryBroker",
         "RedisBroker",
         "Replay",
         "StoredEvent",
         "parse_event_id",
+        "remote_address",
     },
     "tokens": {
         "TokenError",

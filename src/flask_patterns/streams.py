@@ -27,6 +27,7 @@ from flask import Flask
 from flask import has_request_context
 from flask import request
 from flask import Response
+from werkzeug.exceptions import TooManyRequests
 
 from .db import after_commit
 from .sse import comment
@@ -36,6 +37,7 @@ if t.TYPE_CHECKING:
     import redis
 
 __all__ = [
+    "MAX_EVENT_ID",
     "Broker",
     "BrokerUnavailable",
     "EventStreams",
@@ -45,6 +47,7 @@ __all__ = [
     "Replay",
     "StoredEvent",
     "parse_event_id",
+    "remote_address",
 ]
 
 log = logging.getLogger("flask_patterns.streams")
@@ -53,6 +56,10 @@ _EXTENSION = "flask_patterns.streams"
 _CHANNELS_PURPOSE = "flask_patterns.streams.channels"
 DEFAULT_HISTORY = 1000
 DEFAULT_QUEUE = 256
+DEFAULT_MAX_PER_CLIENT = 10
+#: The largest id a broker hands out (Redis' INCR stops at a signed 64-bit
+#: integer); a larger ``Last-Event-ID`` is not one of ours.
+MAX_EVENT_ID = 2**63 - 1
 
 
 class BrokerUnavailable(Exception):
@@ -95,10 +102,12 @@ class Replay:
 
 
 def parse_event_id(value: str | None) -> int | None:
-    """The position an event id stands for, or ``None`` if it is not one of ours."""
+    """The position an event id stands for, or ``None`` if it is not one of ours
+    (not decimal digits, or past :data:`MAX_EVENT_ID`)."""
     if value is None or not value.isascii() or not value.isdigit() or len(value) > 20:
         return None
-    return int(value)
+    position = int(value)
+    return position if position <= MAX_EVENT_ID else None
 
 
 class Listener:
@@ -517,6 +526,26 @@ def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _replies(replies: list[t.Any], *, missing_key_ok: bool = False) -> list[t.Any]:
+    """A pipeline's replies, or the first error reply raised: a pipeline run
+    with ``raise_on_error=False`` hands errors back as values. ``XINFO`` on a
+    channel that never had an event answers "no such key", which is no error
+    here (``None`` stands for it)."""
+    import redis
+
+    checked = []
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            if missing_key_ok and "no such key" in str(reply).lower():
+                reply = None
+            else:
+                raise reply
+        elif isinstance(reply, Exception):
+            raise reply
+        checked.append(reply)
+    return checked
+
+
 class RedisBroker(_LocalStreams):
     """A broker on Redis. Each channel's history is a Redis stream trimmed to
     about ``history`` entries; live events reach every process through one
@@ -607,11 +636,12 @@ class RedisBroker(_LocalStreams):
                 for channel in channels:
                     pipe.xinfo_stream(self.stream_key(channel))
                 results = pipe.execute(raise_on_error=False)
-            for channel, entries in zip(channels, results, strict=False):
+            ranges, infos = results[: len(channels)], results[len(channels) :]
+            for channel, entries in zip(channels, _replies(ranges), strict=True):
                 events += [
                     self._stored(channel, key, fields) for key, fields in entries
                 ]
-            for info in results[len(channels) :]:
+            for info in _replies(infos, missing_key_ok=True):
                 reset = reset or (isinstance(info, dict) and _trimmed_past(info, after))
             last_id = int(self.client.get(self.sequence_key) or 0)
         except redis.RedisError as error:
@@ -759,17 +789,79 @@ class RedisBroker(_LocalStreams):
         log.info("Event subscriber caught up %d events.", len(replay.events))
 
 
+ClientKey = t.Callable[[], str]
+
+
+def remote_address() -> str:
+    """The default client of a stream: the request's remote address."""
+    return request.remote_addr or ""
+
+
+class _ClientSlots:
+    """How many streams each client holds open in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def take(self, client: str, limit: int) -> t.Callable[[], None] | None:
+        """A slot for ``client``, or ``None`` when it holds ``limit`` already.
+        The function returned gives the slot back; calling it again does
+        nothing."""
+        with self._lock:
+            held = self._open.get(client, 0)
+            if held >= limit:
+                return None
+            self._open[client] = held + 1
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            with self._lock:
+                if given_back:
+                    return
+                given_back = True
+                left = self._open[client] - 1
+                if left:
+                    self._open[client] = left
+                else:
+                    del self._open[client]
+
+        return give_back
+
+    def held(self, client: str) -> int:
+        """How many streams ``client`` holds open now."""
+        with self._lock:
+            return self._open.get(client, 0)
+
+
+@dataclass(frozen=True)
+class _StreamsState:
+    broker: Broker
+    client_key: ClientKey
+    slots: _ClientSlots
+
+
 class EventStreams:
     """Publish events to the app's broker, after the current task commits.
 
     :param app: register on this app at once, or later with :meth:`init_app`.
     :param broker: the broker to use; a :class:`MemoryBroker` if not given.
+    :param client_key: who opens a stream, for the cap of
+        ``PATTERNS_STREAMS_MAX_PER_CLIENT`` open streams each: a function of
+        the current request, by default its remote address. An app with logins
+        passes one that names the user when there is one.
     """
 
     def __init__(
-        self, app: Flask | None = None, *, broker: Broker | None = None
+        self,
+        app: Flask | None = None,
+        *,
+        broker: Broker | None = None,
+        client_key: ClientKey = remote_address,
     ) -> None:
         self._broker = broker
+        self._client_key = client_key
         if app is not None:
             self.init_app(app)
 
@@ -785,17 +877,23 @@ class EventStreams:
         app.config.setdefault("PATTERNS_STREAMS_PUBLIC_CHANNELS", ())
         app.config.setdefault("PATTERNS_STREAMS_TOKEN_COOKIE", "stream_token")
         app.config.setdefault("PATTERNS_STREAMS_TOKEN_MAX_AGE", 24 * 3600)
-        app.extensions[_EXTENSION] = broker or self._broker or MemoryBroker()
+        # Open streams per client and process; 0 or None: no cap.
+        app.config.setdefault("PATTERNS_STREAMS_MAX_PER_CLIENT", DEFAULT_MAX_PER_CLIENT)
+        app.extensions[_EXTENSION] = _StreamsState(
+            broker=broker or self._broker or MemoryBroker(),
+            client_key=self._client_key,
+            slots=_ClientSlots(),
+        )
 
     @property
     def broker(self) -> Broker:
         """The current app's broker."""
-        try:
-            return t.cast(Broker, current_app.extensions[_EXTENSION])
-        except KeyError:
-            raise RuntimeError(
-                "EventStreams is not registered on this app: call init_app(app) first."
-            ) from None
+        return _state(current_app).broker
+
+    def open_streams(self, client: str) -> int:
+        """How many streams ``client`` (a value of ``client_key``) holds open
+        in this process."""
+        return _state(current_app).slots.held(client)
 
     def publish(self, channel: str, data: object, *, event: str | None = None) -> None:
         """Publish once the current task's transaction commits (at once if none
@@ -829,10 +927,11 @@ class EventStreams:
             lifetime=float(config["PATTERNS_STREAMS_MAX_LIFETIME"]),
             queue=int(config["PATTERNS_STREAMS_QUEUE"]),
         )
+        give_back = _take_slot(settings) if has_request_context() else _nothing
         listener = Listener(channels, maxsize=settings.queue)
-        body = _stream(self.broker, listener, last_event_id, settings)
+        frames = _stream(self.broker, listener, last_event_id, settings)
         return Response(
-            body,
+            _StreamBody(frames, give_back),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             # The frames are bytes already: hand the generator to the server
@@ -885,7 +984,16 @@ class EventStreams:
         """End every open stream of ``app`` in this process, each with a
         reconnection delay spread over a few seconds, so that clients come back
         to the next process spread out. Call it when a worker shuts down."""
-        return t.cast(Broker, app.extensions[_EXTENSION]).close_streams()
+        return _state(app).broker.close_streams()
+
+
+def _state(app: Flask) -> _StreamsState:
+    try:
+        return t.cast(_StreamsState, app.extensions[_EXTENSION])
+    except KeyError:
+        raise RuntimeError(
+            "EventStreams is not registered on this app: call init_app(app) first."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -894,6 +1002,50 @@ class _StreamSettings:
     retry_ms: int
     lifetime: float
     queue: int
+
+
+def _nothing() -> None:
+    pass
+
+
+def _take_slot(settings: _StreamSettings) -> t.Callable[[], None]:
+    """One of the client's open streams in this process, or 429 with a
+    ``Retry-After`` of a heartbeat: by then the server has written to every
+    stream once and noticed the ones whose clients left."""
+    limit = current_app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"]
+    if not limit:
+        return _nothing
+    state = _state(current_app)
+    give_back = state.slots.take(state.client_key(), int(limit))
+    if give_back is None:
+        raise TooManyRequests(
+            f"Too many open streams: at most {int(limit)} per client.",
+            retry_after=max(1, math.ceil(settings.heartbeat)),
+        )
+    return give_back
+
+
+class _StreamBody:
+    """The response body of a stream: the server iterates the frames
+    themselves (no layer per frame) and closes this, which gives the client's
+    slot back even when the frames never started (a ``HEAD`` request)."""
+
+    __slots__ = ("_frames", "_give_back")
+
+    def __init__(
+        self, frames: t.Generator[bytes, None, None], give_back: t.Callable[[], None]
+    ) -> None:
+        self._frames = frames
+        self._give_back = give_back
+
+    def __iter__(self) -> t.Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        try:
+            self._frames.close()
+        finally:
+            self._give_back()
 
 
 def _spread_retry(settings: _StreamSettings) -> bytes:
@@ -929,13 +1081,16 @@ def _stream(
     listener: Listener,
     last_event_id: str | None,
     settings: _StreamSettings,
-) -> t.Iterator[bytes]:
+) -> t.Generator[bytes, None, None]:
     broker.subscribe(listener)  # before the replay, so nothing falls in between
     try:
         yield ServerSentEvent(None, retry=settings.retry_ms).encode() + comment("open")
         try:
             frames, last_sent = _opening(broker, listener, last_event_id)
-        except BrokerUnavailable:
+        except BrokerUnavailable as error:
+            log.warning(
+                "A stream could not replay its history, retry hint sent: %s", error
+            )
             yield _spread_retry(settings)
             return
         yield from frames
