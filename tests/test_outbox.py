@@ -198,3 +198,44 @@ def test_adding_a_message_without_an_open_transaction_is_refused(app, outbox):
     ):
         outbox.add("mail", {})
     assert rows(app) == []
+
+
+def test_messages_of_an_unavailable_handler_wait_unclaimed_and_then_go_out(app, outbox):
+    transport = {"configured": False}
+
+    @outbox.handler("mail", available=lambda: transport["configured"])
+    def send(message):
+        outbox.delivered.append((message.payload, message.key, message.attempts))
+
+    with app.app_context():
+        key = outbox.add("mail", {"n": 1})
+    with app.app_context():
+        assert outbox.work() == 0
+        assert outbox.deliver(key) is False
+        assert outbox.pending() == 1
+        assert outbox.held_kinds() == ["mail"]
+    (row,) = rows(app)
+    assert (row.attempts, row.claimed_until, row.last_error) == (0, None, None)
+    status = app.test_cli_runner().invoke(args=["outbox", "status"]).output
+    assert status == (
+        "1 message(s) pending.\nHeld until their handler is available: mail.\n"
+    )
+
+    transport["configured"] = True
+    with app.app_context():
+        assert outbox.held_kinds() == []
+        assert outbox.work() == 1
+    assert outbox.delivered == [({"n": 1}, key, 1)]
+
+
+def test_a_held_kind_does_not_hold_the_others(app, outbox):
+    @outbox.handler("sms", available=lambda: False)
+    def send_sms(message):
+        raise AssertionError("never called while unavailable")
+
+    insert(app, "k-sms", "sms", "{}")
+    insert(app, "k-mail", "mail", '{"n": 2}')
+    with app.app_context():
+        assert outbox.work() == 1
+        assert outbox.pending() == 1
+    assert [payload for payload, _, _ in outbox.delivered] == [{"n": 2}]

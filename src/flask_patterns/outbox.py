@@ -57,6 +57,7 @@ outbox_table = sa.Table(
 )
 
 Handler = t.Callable[["Message"], None]
+Available = t.Callable[[], bool]
 
 
 class Message(t.NamedTuple):
@@ -100,6 +101,7 @@ class Outbox:
     def __init__(self, app: Flask | None = None, *, db: Database) -> None:
         self.db = db
         self.handlers: dict[str, Handler] = {}
+        self.availability: dict[str, Available] = {}
         if app is not None:
             self.init_app(app)
 
@@ -114,15 +116,31 @@ class Outbox:
         app.extensions[_EXTENSION] = self
         app.cli.add_command(self._commands())
 
-    def handler(self, kind: str) -> t.Callable[[Handler], Handler]:
+    def handler(
+        self, kind: str, *, available: Available | None = None
+    ) -> t.Callable[[Handler], Handler]:
         """Register the function that delivers messages of ``kind``. It runs in
-        an app context and raises to ask for another attempt."""
+        an app context and raises to ask for another attempt.
+
+        :param available: called in an app context before messages of ``kind``
+            are claimed; while it returns ``False`` (say, no mail server is
+            configured) they stay pending, unclaimed, with no attempt counted,
+            and go out once it returns ``True``.
+        """
 
         def register(func: Handler) -> Handler:
             self.handlers[kind] = func
+            if available is None:
+                self.availability.pop(kind, None)
+            else:
+                self.availability[kind] = available
             return func
 
         return register
+
+    def held_kinds(self) -> list[str]:
+        """The kinds whose handler is not available now: their messages wait."""
+        return sorted(kind for kind, ready in self.availability.items() if not ready())
 
     def add(self, kind: str, payload: t.Any) -> str:
         """Write a message in the current task's transaction; it is delivered
@@ -181,7 +199,7 @@ class Outbox:
         now = _now()
         query = (
             sa.select(outbox_table.c.id)
-            .where(*_deliverable(now))
+            .where(*_deliverable(now), *self._not_held())
             .order_by(outbox_table.c.id)
             .limit(batch)
         )
@@ -195,7 +213,7 @@ class Outbox:
         lease = now + dt.timedelta(seconds=current_app.config["PATTERNS_OUTBOX_LEASE"])
         claim = (
             outbox_table.update()
-            .where(which, *_deliverable(now))
+            .where(which, *_deliverable(now), *self._not_held())
             .values(claimed_until=lease, attempts=outbox_table.c.attempts + 1)
             .returning(
                 outbox_table.c.id,
@@ -210,6 +228,10 @@ class Outbox:
         if row is None:
             return None
         return Message(row.id, row.key, row.kind, json.loads(row.payload), row.attempts)
+
+    def _not_held(self) -> tuple[sa.ColumnElement[bool], ...]:
+        held = self.held_kinds()
+        return (outbox_table.c.kind.not_in(held),) if held else ()
 
     def _attempt(self, message: Message) -> bool:
         handler = self.handlers.get(message.kind)
@@ -284,5 +306,8 @@ class Outbox:
         def status() -> None:
             """Show how many messages wait for delivery."""
             click.echo(f"{self.pending()} message(s) pending.")
+            held = self.held_kinds()
+            if held:
+                click.echo(f"Held until their handler is available: {', '.join(held)}.")
 
         return group
