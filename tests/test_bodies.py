@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask import request
 from flask.wrappers import Request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from flask_patterns.bodies import Bodies
 from flask_patterns.bodies import iter_body
@@ -65,6 +66,19 @@ def app(folder) -> Flask:
     def save() -> object:
         saved = save_body(folder / "upload.bin", chunk_size=KIB)
         return {"size": saved.size, "sha256": saved.sha256}, 201
+
+    @app.put("/save-png")
+    @stream_body(max_size=64 * KIB)
+    def save_png() -> object:
+        def png_only(head: bytes) -> None:
+            app.config["HEADS_SEEN"].append(head)
+            if not head.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise UnsupportedMediaType("The body is not a PNG image.")
+
+        saved = save_body(folder / "upload.png", chunk_size=KIB, check_head=png_only)
+        return {"size": saved.size}, 201
+
+    app.config["HEADS_SEEN"] = []
 
     @app.put("/save-nonempty")
     @stream_body()
@@ -261,6 +275,38 @@ def test_an_empty_body_can_be_refused_without_touching_the_file(client, folder):
     assert "The request body is empty." in response.get_data(as_text=True)
     assert [p.name for p in folder.iterdir()] == ["upload.bin"]
     assert (folder / "upload.bin").read_bytes() == b"previous"
+
+
+PNG_BODY = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+
+
+def test_a_head_check_sees_the_first_bytes_once_and_lets_a_good_body_through(
+    app, client, folder
+):
+    response = put(client, "/save-png", PNG_BODY)
+    assert response.status_code == 201
+    assert app.config["HEADS_SEEN"] == [PNG_BODY[:64]]
+    assert (folder / "upload.png").read_bytes() == PNG_BODY
+
+
+def test_a_body_whose_head_is_refused_leaves_no_file_and_keeps_the_old_one(
+    app, client, folder
+):
+    (folder / "upload.png").write_bytes(PNG_BODY)
+    html = b"<html><script>alert(document.cookie)</script></html>" * 500
+    response = put(client, "/save-png", html, content_type="image/png")
+    assert response.status_code == 415
+    assert "The body is not a PNG image." in response.get_data(as_text=True)
+    assert app.config["HEADS_SEEN"] == [html[:64]]
+    assert [p.name for p in folder.iterdir()] == ["upload.png"]
+    assert (folder / "upload.png").read_bytes() == PNG_BODY
+
+
+def test_a_body_shorter_than_the_head_is_checked_whole(app, client, folder):
+    response = put(client, "/save-png", b"GIF89a")
+    assert response.status_code == 415
+    assert app.config["HEADS_SEEN"] == [b"GIF89a"]
+    assert list(folder.iterdir()) == []
 
 
 def test_a_body_over_the_limit_leaves_no_file(client, folder):

@@ -320,33 +320,48 @@ def save_body(
     chunk_size: int = CHUNK_SIZE,
     mode: int = 0o644,
     allow_empty: bool = True,
+    check_head: t.Callable[[bytes], None] | None = None,
+    head_size: int = 64,
 ) -> SavedBody:
     """Stream the request body into the file ``path``, hashing it on the way.
 
     The body goes to a temporary file in the same folder, which is flushed to
     disk and then renamed over ``path`` in one step: readers see the old file or
     the whole new one, never a part. On any error (limit, short body, broken
-    connection, full disk) the temporary file is removed and ``path`` is left as
-    it was.
+    connection, full disk, a head refused) the temporary file is removed and
+    ``path`` is left as it was.
 
     :param mode: the permissions of the file.
     :param allow_empty: ``False`` answers 400 to an empty body.
+    :param check_head: called with the first ``head_size`` bytes (or the whole
+        body, if shorter) as soon as they arrived, before the rest is read; it
+        raises (an HTTP error such as 415) to refuse the body. Use it to check
+        that the bytes are what the ``Content-Type`` says, for example an
+        image's magic number.
     """
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
     hasher = hashlib.sha256()
     size = 0
+    head = b"" if check_head is not None else None
     descriptor, temporary = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part"
     )
     try:
         with os.fdopen(descriptor, "wb") as file:
             for chunk in iter_body(chunk_size):
+                if head is not None and check_head is not None:
+                    head += chunk[: head_size - len(head)]
+                    if len(head) >= head_size:
+                        check_head(head)
+                        head = None
                 hasher.update(chunk)
                 file.write(chunk)
                 size += len(chunk)
             if size == 0 and not allow_empty:
                 raise BadRequest("The request body is empty.")
+            if head is not None and check_head is not None:
+                check_head(head)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, mode)
