@@ -865,8 +865,15 @@ class EventStreams:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask, *, broker: Broker | None = None) -> None:
-        """Register on ``app``; ``broker`` overrides the one given at creation."""
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        broker: Broker | None = None,
+        client_key: ClientKey | None = None,
+    ) -> None:
+        """Register on ``app``; ``broker`` and ``client_key`` override the ones
+        given at creation."""
         if _EXTENSION in app.extensions:
             raise RuntimeError("EventStreams is already registered on this app.")
         app.config.setdefault("PATTERNS_STREAMS_HEARTBEAT", 15.0)
@@ -881,7 +888,7 @@ class EventStreams:
         app.config.setdefault("PATTERNS_STREAMS_MAX_PER_CLIENT", DEFAULT_MAX_PER_CLIENT)
         app.extensions[_EXTENSION] = _StreamsState(
             broker=broker or self._broker or MemoryBroker(),
-            client_key=self._client_key,
+            client_key=client_key or self._client_key,
             slots=_ClientSlots(),
         )
 

@@ -19,6 +19,9 @@ def make_app(tmp_path: t.Any, **config: t.Any) -> Flask:
         "SECRET_KEY": "test secret",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite'}",
         "REDIS_URL": None,
+        # Most tests read mail from the development mailbox; the tests of the
+        # shipped default turn it off.
+        "DEV_MAILBOX": True,
         # A build left in the instance folder must not switch tests to it.
         "PATTERNS_ASSETS_ROOT": str(tmp_path / "assets"),
     }
@@ -58,3 +61,34 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+def add_user(app: Flask, email: str, **fields: t.Any) -> int:
+    """An active user (password ``storefront``); returns its id."""
+    import datetime as dt
+
+    from storefront.models import User
+    from storefront.passwords import hash_password
+
+    with app.app_context():
+        user = User(
+            email=email,
+            password_hash=hash_password("storefront"),
+            activated_at=dt.datetime.now(dt.UTC),
+            **fields,
+        )
+        db.session.add(user)
+        db.session.flush()
+        return user.id
+
+
+def log_in_as(app: Flask, client: FlaskClient, user_id: int) -> None:
+    """Give ``client`` a live login session of the user, without the form."""
+    from storefront.logins import create_login_session
+    from storefront.logins import SESSION_KEY
+    from storefront.models import User
+
+    with app.app_context():
+        token = create_login_session(db.session.get(User, user_id))
+    with client.session_transaction() as session:
+        session[SESSION_KEY] = token

@@ -13,14 +13,18 @@ import typing as t
 import pytest
 from flask import render_template_string
 
-from storefront.api import MAX_IMAGE_SIZE
 from storefront.extensions import db
+from storefront.images import MAX_IMAGE_SIZE
 from storefront.models import Order
 from storefront.models import Product
-from storefront.models import User
+
+from .conftest import add_user
+from .conftest import log_in_as
 
 MIB = 1 << 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+WEBP = b"RIFF\x00\x10\x00\x00WEBPVP8 " + bytes(range(256)) * 4
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -39,27 +43,19 @@ def shop(app, runner):
     runner.invoke(args=["demo"])
 
 
-def add_user(app, email: str) -> int:
-    with app.app_context():
-        user = User(
-            email=email, password_hash="unused", activated_at=dt.datetime.now(dt.UTC)
-        )
-        db.session.add(user)
-        db.session.flush()
-        return user.id
-
-
 def add_order(app, user_id: int, product_id: int) -> None:
     with app.app_context():
         price = db.session.get(Product, product_id).price_cents
         db.session.add(Order(user_id=user_id, product_id=product_id, price_cents=price))
 
 
-def log_in(app, client, email="buyer@shop.test") -> tuple[int, str]:
-    """Log in as a new user; return its id and the CSRF token the pages give it."""
-    user_id = add_user(app, email)
-    with client.session_transaction() as session:
-        session["user_id"] = user_id
+def log_in(
+    app, client, email="staff@shop.test", *, staff: bool = True
+) -> tuple[int, str]:
+    """Log in as a new user (staff by default: they may upload images); return
+    its id and the CSRF token the pages give it."""
+    user_id = add_user(app, email, is_staff=staff)
+    log_in_as(app, client, user_id)
     return user_id, _CSRF.search(client.get("/").get_data(as_text=True))[1]
 
 
@@ -155,7 +151,7 @@ def test_an_image_upload_is_stored_with_its_size_and_sha256(shop, app, client, i
 def test_a_new_image_of_another_type_replaces_the_old_one(shop, app, client, images):
     _, token = log_in(app, client)
     put_image(client, token)
-    response = put_image(client, token, b"\xff\xd8\xff jpeg", content_type="image/jpeg")
+    response = put_image(client, token, JPEG, content_type="image/jpeg")
     assert response.status_code == 201
     assert [p.name for p in images.iterdir()] == ["1.jpg"]
 
@@ -206,9 +202,12 @@ def test_an_unknown_product_answers_404(shop, app, client, images):
     assert not images.exists()
 
 
-def test_an_empty_image_answers_400(shop, app, client):
+def test_an_empty_image_answers_400(shop, app, client, images):
     _, token = log_in(app, client)
-    assert put_image(client, token, b"").status_code == 400
+    response = put_image(client, token, b"")
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "The request body is empty."
+    assert list(images.iterdir()) == []
 
 
 def test_a_content_length_over_100_mb_answers_413_before_reading(shop, app, client):
@@ -311,3 +310,80 @@ def test_a_100_mb_upload_grows_memory_by_less_than_20_mb(shop, app, client, imag
     assert (images / "1.png").stat().st_size == MAX_IMAGE_SIZE
     print(f"peak traced memory during a 100 MiB upload: {peak / MIB:.2f} MiB")
     assert peak < 20 * MIB
+
+
+# Who may upload, and what an upload must be.
+
+
+def test_only_staff_may_upload_images(shop, app, client, images):
+    _, token = log_in(app, client, "customer@shop.test", staff=False)
+    response = put_image(client, token)
+    assert response.status_code == 403
+    assert response.get_json()["message"] == "Only staff may change products."
+    assert not images.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "declared"),
+    [
+        (b"<html><script>alert(document.cookie)</script></html>", "image/png"),
+        (PNG, "image/jpeg"),
+        (JPEG, "image/webp"),
+        (b"RIFF\x00\x10\x00\x00AVI LIST", "image/webp"),
+        (b"\x89PNG", "image/png"),
+    ],
+)
+def test_a_body_that_is_not_its_declared_image_type_answers_415(
+    shop, app, client, images, body, declared
+):
+    _, token = log_in(app, client)
+    put_image(client, token)  # a good image first: it must stay
+    response = put_image(client, token, body, content_type=declared)
+    assert response.status_code == 415
+    assert response.get_json()["message"].startswith(
+        f"The body is not a {declared} image"
+    )
+    assert [p.name for p in images.iterdir()] == ["1.png"]
+    assert (images / "1.png").read_bytes() == PNG
+
+
+@pytest.mark.parametrize(
+    ("body", "declared", "suffix"),
+    [
+        (PNG, "image/png", "png"),
+        (JPEG, "image/jpeg", "jpg"),
+        (WEBP, "image/webp", "webp"),
+    ],
+)
+def test_a_stored_image_is_served_with_its_type_nosniff_and_a_sandbox(
+    shop, app, client, images, body, declared, suffix
+):
+    _, token = log_in(app, client)
+    assert put_image(client, token, body, content_type=declared).status_code == 201
+    page = client.get("/products/1").get_data(as_text=True)
+    url = re.search(r'<img class="product-image" src="([^"]+)"', page)[1]
+    assert url.startswith("/products/1/image?v=")
+    served = client.get(url, buffered=True)
+    assert served.status_code == 200
+    assert served.data == body
+    assert served.mimetype == declared
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert [p.name for p in images.iterdir()] == [f"1.{suffix}"]
+
+
+def test_a_product_without_an_image_shows_none_and_its_image_url_is_404(shop, client):
+    assert "product-image" not in client.get("/products/2").get_data(as_text=True)
+    assert client.get("/products/2/image").status_code == 404
+
+
+def test_a_replaced_image_gets_a_new_url(shop, app, client):
+    _, token = log_in(app, client)
+    put_image(client, token)
+    first = re.search(r'src="(/products/1/image[^"]+)"', client.get("/products/1").text)
+    put_image(client, token, JPEG, content_type="image/jpeg")
+    second = re.search(
+        r'src="(/products/1/image[^"]+)"', client.get("/products/1").text
+    )
+    assert first[1] != second[1]
+    assert client.get(second[1], buffered=True).mimetype == "image/jpeg"

@@ -75,6 +75,7 @@ def test_forwarded_headers_are_trusted_only_behind_the_configured_proxies(tmp_pa
                 "SECRET_KEY": "x",
                 "DATABASE_URL": f"sqlite:///{tmp_path}/a.db",
                 "PROXY_HOPS": hops,
+                "TRUSTED_HOSTS": ["localhost", "shop.example"],
             }
         )
         app.add_url_rule(

@@ -9,43 +9,75 @@ def test_healthz_answers_without_touching_dependencies(client):
     assert response.json == {"status": "ok"}
 
 
+TOKEN = "readiness probe token"
+WITH_TOKEN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def test_readyz_is_ok_on_the_embedded_default(client):
     response = client.get("/readyz")
     assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_shows_its_checks_to_a_holder_of_the_token(app_factory):
+    client = app_factory(READYZ_TOKEN=TOKEN).test_client()
+    response = client.get("/readyz", headers=WITH_TOKEN)
     assert response.json == {
         "status": "ok",
         "checks": {"database": "ok", "broker": "ok"},
     }
+    for wrong in ("Bearer nope", f"Bearer {TOKEN}x", TOKEN, ""):
+        answer = client.get("/readyz", headers={"Authorization": wrong})
+        assert answer.json == {"status": "ok"}, wrong
 
 
-def test_readyz_follows_redis_going_away_and_coming_back(app_factory, redis_process):
-    client = app_factory(REDIS_URL=redis_process.url).test_client()
+def test_readyz_shows_no_checks_to_anyone_without_a_configured_token(client):
+    response = client.get("/readyz", headers={"Authorization": "Bearer "})
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_follows_redis_going_away_and_coming_back(
+    app_factory, redis_process, caplog
+):
+    client = app_factory(REDIS_URL=redis_process.url, READYZ_TOKEN=TOKEN).test_client()
     assert client.get("/readyz").status_code == 200
 
     redis_process.stop()
     down = client.get("/readyz")
     assert down.status_code == 503
-    assert down.json["status"] == "unavailable"
-    assert down.json["checks"]["database"] == "ok"
-    assert f"Redis at 127.0.0.1:{redis_process.port}" in down.json["checks"]["broker"]
+    # The public learns nothing of hosts, ports or driver messages.
+    assert down.json == {"status": "unavailable"}
+    where = f"Redis at 127.0.0.1:{redis_process.port}"
+    assert where in caplog.text, "the reason goes to the log"
+    detailed = client.get("/readyz", headers=WITH_TOKEN)
+    assert detailed.json["checks"]["database"] == "ok"
+    assert where in detailed.json["checks"]["broker"]
+    logged = caplog.text.count("the broker check fails")
+    assert logged == 1, "logged once, not on every poll"
 
     redis_process.start()
     assert client.get("/readyz").status_code == 200
+    assert "Ready again: the broker check passes." in caplog.text
 
 
 def test_readyz_follows_postgres_going_away_and_coming_back(
-    app_factory, postgres_url, postgres_relay
+    app_factory, postgres_url, postgres_relay, caplog
 ):
     url = sa.make_url(postgres_url).set(host="127.0.0.1", port=postgres_relay.port)
-    app = app_factory(DATABASE_URL=url.render_as_string(hide_password=False))
+    app = app_factory(
+        DATABASE_URL=url.render_as_string(hide_password=False), READYZ_TOKEN=TOKEN
+    )
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
 
     postgres_relay.cut()
     down = client.get("/readyz")
     assert down.status_code == 503
-    assert down.json["checks"]["broker"] == "ok"
-    assert down.json["checks"]["database"].startswith("OperationalError")
+    assert down.json == {"status": "unavailable"}
+    detailed = client.get("/readyz", headers=WITH_TOKEN).json
+    assert detailed["checks"]["broker"] == "ok"
+    assert detailed["checks"]["database"].startswith("OperationalError")
+    assert "the database check fails: OperationalError" in caplog.text
 
     postgres_relay.restore()
     up = client.get("/readyz")

@@ -81,7 +81,7 @@ def test_purchase_commits_the_order_then_mails_and_publishes(shop, smtp_server):
 
     assert events(shop, "activity")[-1] == {
         "kind": "purchase",
-        "text": "ada bought Pour-over kettle",
+        "text": "Someone bought Pour-over kettle",
         "product": kettle,
     }
     user_id = scalar(shop, sa.select(User.id).where(User.email == "ada@example.com"))
@@ -169,6 +169,58 @@ def test_the_activity_page_gives_a_logged_in_user_their_own_channel(shop):
     other = shop.test_client().get("/streams/live", buffered=False)
     assert other.status_code == 200, "anonymous visitors get the public feed"
     other.close()
+
+
+def test_the_public_feed_names_a_buyer_only_by_a_chosen_public_name(shop):
+    client = logged_in(shop)
+    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    saved = client.post(
+        "/account/name", data={"display_name": "  Ada   L. ", "csrf_token": token}
+    )
+    assert saved.status_code == 303
+    buy(client, product_id(shop, "espresso-cup"))
+    grace = logged_in(shop, "grace@example.com")
+    buy(grace, product_id(shop, "travel-mug"))
+    texts = [event["text"] for event in events(shop, "activity")]
+    assert texts == ["Ada L. bought Espresso cup", "Someone bought Travel mug"]
+
+
+def test_no_part_of_an_address_reaches_the_public_feed_or_its_replay(shop):
+    for email in ("ada@example.com", "grace@example.com"):
+        buy(logged_in(shop, email), product_id(shop, "paper-filters"))
+    with shop.app_context():
+        broker = streams.broker
+    replayed = json.dumps([e.data for e in broker.replay(["activity"], 0).events])
+    for part in ("ada", "grace", "example", "@"):
+        assert part not in replayed
+    response = shop.test_client().get(
+        "/streams/activity", headers={"Last-Event-ID": "0"}, buffered=False
+    )
+    frames = iter(response.response)
+    sent = b"".join(next(frames) for _ in range(3)).decode()
+    response.close()
+    assert sent.count("Someone bought Paper filters") == 2
+    assert "ada" not in sent
+    assert "grace" not in sent
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("x" * 41, "at most 40 characters"),
+        ("ada@example.com", "must not be an e-mail address"),
+        ("Ada\u202egnp.exe", "control or format characters"),
+    ],
+)
+def test_a_public_name_that_could_mislead_is_refused(shop, name, message):
+    client = logged_in(shop)
+    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    response = client.post(
+        "/account/name", data={"display_name": name, "csrf_token": token}
+    )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert scalar(shop, sa.select(User.display_name).where(User.id == 1)) is None
 
 
 CRASH = """

@@ -8,6 +8,9 @@ import typing as t
 
 from flask import Flask
 
+from . import security
+from .links import parse_public_url
+
 __all__ = ["create_app"]
 
 
@@ -19,11 +22,27 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """
     app = Flask(__name__, instance_relative_config=True)
     configure(app, config)
+    security.init_app(app)
     init_extensions(app)
     register_blueprints(app)
     register_commands(app)
     trust_proxies(app)
+    warn_about_mail(app)
     return app
+
+
+def warn_about_mail(app: Flask) -> None:
+    """Say at start-up when mail can go nowhere, rather than letting sign-ups
+    wait for an activation mail that never comes."""
+    from .mail import mail_transport
+
+    if mail_transport(app) is None:
+        app.logger.warning(
+            "No STOREFRONT_SMTP_URL is set and the development mailbox is off:"
+            " mail (activation and reset links included) stays queued in the"
+            " outbox until an SMTP server is configured. Set STOREFRONT_SMTP_URL,"
+            " or STOREFRONT_DEV_MAILBOX=true on a machine only you can reach."
+        )
 
 
 def trust_proxies(app: Flask) -> None:
@@ -46,6 +65,12 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
         REDIS_URL=None,
         SECRET_KEY=None,
         SMTP_URL=None,
+        # The origin every link in mail is built from; never the request's Host.
+        PUBLIC_URL="http://127.0.0.1:5000",
+        # The development mailbox outside debug (it shows every reset link).
+        DEV_MAILBOX=False,
+        # Lets a caller with "Authorization: Bearer <token>" see why /readyz fails.
+        READYZ_TOKEN=None,
         MAIL_FROM="Storefront <shop@localhost>",
         ACTIVATION_MAX_AGE=2 * 24 * 3600,
         RESET_MAX_AGE=3600,
@@ -59,8 +84,7 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
     app.config.setdefault("PATTERNS_STREAMS_PUBLIC_CHANNELS", ["activity"])
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret_key(app)
-    # Without an SMTP server, mail lands in the development mailbox page.
-    app.config.setdefault("MAILBOX_ENABLED", not app.config["SMTP_URL"])
+    app.config["PUBLIC_ORIGIN"] = parse_public_url(str(app.config["PUBLIC_URL"]))
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://"
     )
@@ -95,6 +119,7 @@ def init_extensions(app: Flask) -> None:
     from .extensions import responses
     from .extensions import streams
     from .extensions import tokens
+    from .live import stream_client
 
     db.init_app(app)
     outbox.init_app(app)
@@ -106,7 +131,9 @@ def init_extensions(app: Flask) -> None:
     responses.init_app(app)
     redis_url = app.config["REDIS_URL"]
     streams.init_app(
-        app, broker=RedisBroker(redis_url) if redis_url else MemoryBroker()
+        app,
+        broker=RedisBroker(redis_url) if redis_url else MemoryBroker(),
+        client_key=stream_client,
     )
 
 
@@ -114,17 +141,22 @@ def register_blueprints(app: Flask) -> None:
     from . import accounts
     from . import api
     from . import health
+    from . import images
     from . import live
     from . import mail  # noqa: F401 - registers the outbox's mail handler
     from . import mailbox
+    from . import profile
     from . import shop
 
     app.register_blueprint(accounts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(images.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(mailbox.bp)
+    app.register_blueprint(profile.bp)
     app.register_blueprint(shop.bp)
+    app.context_processor(lambda: {"mailbox_enabled": mailbox.mailbox_enabled})
 
 
 def register_commands(app: Flask) -> None:

@@ -1,26 +1,28 @@
-"""Accounts: sign up, activate through a signed link, log in and out, reset a
-forgotten password."""
+"""Accounts: sign up with an address, activate through a signed link (where the
+password is chosen), log in and out, reset a forgotten password.
+
+Every form that takes an address answers the same, and does the same work (one
+mail, one password hash), whether or not the address has an account, so that
+none of them tells a stranger who shops here. The password is chosen on the
+activation page, by whoever can read the mail: someone who signs up with your
+address first gets no way into the account you then activate.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
-import typing as t
 
 import sqlalchemy as sa
 from flask import Blueprint
 from flask import current_app
 from flask import flash
-from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.security import check_password_hash
-from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
 
 from flask_patterns.redirects import redirect_back
 from flask_patterns.tokens import dumps
@@ -30,37 +32,24 @@ from flask_patterns.tokens import TokenInvalid
 
 from .extensions import db
 from .extensions import limiter
-from .extensions import streams
+from .links import public_url
+from .logins import load_user
+from .logins import log_in
+from .logins import log_out
+from .logins import log_out_everywhere
 from .mail import send_mail
 from .models import User
+from .passwords import hash_password
+from .passwords import password_problem
+from .passwords import verify_password
 
 bp = Blueprint("accounts", __name__)
+bp.before_app_request(load_user)
 
 ACTIVATE = "activate"
 RESET = "reset-password"
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 8
-
-F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
-
-
-@bp.before_app_request
-def load_user() -> None:
-    user_id = session.get("user_id")
-    g.user = db.session.get(User, user_id) if isinstance(user_id, int) else None
-
-
-def login_required(view: F) -> F:
-    """Send anonymous visitors to the login page, and back here afterwards."""
-
-    @functools.wraps(view)
-    def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if g.user is None:
-            here = request.full_path if request.query_string else request.path
-            return redirect(url_for("accounts.login", next=here))
-        return view(*args, **kwargs)
-
-    return t.cast(F, wrapped)
+MAIL_SENT = "We sent a mail to {email}: follow its link to go on."
 
 
 def _now() -> dt.datetime:
@@ -75,12 +64,41 @@ def _email() -> str:
     return request.form.get("email", "").strip().lower()
 
 
+def _email_problem(email: str) -> str | None:
+    if not _EMAIL.match(email) or len(email) > 254:
+        return "Enter a valid e-mail address."
+    return None
+
+
+def _refuse(template: str, message: str, **context: object) -> ResponseReturnValue:
+    flash(message, "error")
+    return render_template(template, **context), 400
+
+
+def _mail_next_step(email: str, user: User | None) -> None:
+    """The one mail an address gets from sign-up or "send the link again":
+    an activation link for an account waiting for it, a reminder for an active
+    one, or word that there is no account. One mail whatever the case, so the
+    work done does not tell them apart."""
+    if user is None:
+        send_mail(email, "no_account", signup=public_url("accounts.signup"))
+    elif user.is_active:
+        send_mail(
+            email,
+            "already_registered",
+            login=public_url("accounts.login"),
+            reset=public_url("accounts.reset_request"),
+        )
+    else:
+        _send_activation(user)
+
+
 def _send_activation(user: User) -> None:
     token = dumps(ACTIVATE, user.id, fingerprint=user.activation_fingerprint)
     send_mail(
         user.email,
         "activate",
-        link=url_for("accounts.activate", token=token, _external=True),
+        link=public_url("accounts.activate", token=token),
         days=current_app.config["ACTIVATION_MAX_AGE"] // 86400,
     )
 
@@ -88,48 +106,22 @@ def _send_activation(user: User) -> None:
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit("10 per minute", methods=["POST"])
 def signup() -> ResponseReturnValue:
+    """Sign up with an address; the password comes with the activation."""
     if request.method == "GET":
         return render_template("accounts/signup.html")
-    email, password = _email(), request.form.get("password", "")
-    errors = []
-    if not _EMAIL.match(email) or len(email) > 254:
-        errors.append("Enter a valid e-mail address.")
-    if len(password) < MIN_PASSWORD:
-        errors.append(f"Choose a password of at least {MIN_PASSWORD} characters.")
-    if errors:
-        for error in errors:
-            flash(error, "error")
-        return render_template("accounts/signup.html", email=email), 400
-    existing = _find(email)
-    if existing is None:
-        user = User(email=email, password_hash=generate_password_hash(password))
+    email = _email()
+    problem = _email_problem(email)
+    if problem is not None:
+        return _refuse("accounts/signup.html", problem, email=email)
+    user = _find(email)
+    if user is None:
+        user = User(email=email)
         db.session.add(user)
         db.session.flush()
         _send_activation(user)
-        streams.publish("activity", {"kind": "signup", "text": "A new customer joined"})
     else:
-        # Same answer either way, so the form does not reveal who has an account.
-        send_mail(
-            email, "already_registered", login=url_for("accounts.login", _external=True)
-        )
-    flash(f"Check {email} for a link to activate your account.")
-    return redirect(url_for("accounts.login"))
-
-
-@bp.get("/activate/<token>")
-def activate(token: str) -> ResponseReturnValue:
-    max_age = current_app.config["ACTIVATION_MAX_AGE"]
-    try:
-        user_id = loads(ACTIVATE, token, max_age=max_age, fingerprint=_activation_state)
-    except TokenExpired:
-        return render_template("accounts/link_problem.html", reason="expired"), 400
-    except TokenInvalid:
-        return render_template("accounts/link_problem.html", reason="invalid"), 400
-    user = db.session.get(User, user_id)
-    if user is None:  # deleted since the link was sent
-        return render_template("accounts/link_problem.html", reason="invalid"), 400
-    user.activated_at = _now()
-    flash("Your account is active. Log in to start shopping.")
+        _mail_next_step(email, user)
+    flash(MAIL_SENT.format(email=email))
     return redirect(url_for("accounts.login"))
 
 
@@ -138,70 +130,125 @@ def _activation_state(user_id: object) -> str:
     return user.activation_fingerprint if user is not None else "missing"
 
 
+def _load_link(purpose: str, token: str) -> User | str:
+    """The user a link of ``purpose`` stands for, or why it does not work:
+    ``"expired"`` or ``"invalid"``."""
+    if purpose == ACTIVATE:
+        max_age, state = current_app.config["ACTIVATION_MAX_AGE"], _activation_state
+    else:
+        max_age, state = current_app.config["RESET_MAX_AGE"], _reset_state
+    try:
+        user_id = loads(purpose, token, max_age=max_age, fingerprint=state)
+    except TokenExpired:
+        return "expired"
+    except TokenInvalid:
+        return "invalid"
+    user = db.session.get(User, user_id)
+    return "invalid" if user is None else user
+
+
+def _link_problem(reason: str, purpose: str) -> ResponseReturnValue:
+    prefix = "" if purpose == ACTIVATE else "reset-"
+    return render_template("accounts/link_problem.html", reason=prefix + reason), 400
+
+
+@bp.route("/activate/<token>", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def activate(token: str) -> ResponseReturnValue:
+    """Choose a password and activate the account; the link works once."""
+    user = _load_link(ACTIVATE, token)
+    if isinstance(user, str):
+        return _link_problem(user, ACTIVATE)
+    if request.method == "GET":
+        return render_template("accounts/activate.html", email=user.email)
+    password = request.form.get("password", "")
+    problem = password_problem(password)
+    if problem is not None:
+        return _refuse("accounts/activate.html", problem, email=user.email)
+    user.password_hash = hash_password(password)
+    user.activated_at = _now()
+    log_out_everywhere(user)
+    log_in(user)
+    flash("Your account is active. Welcome!")
+    return redirect(url_for("shop.index"), 303)
+
+
 @bp.post("/activate/resend")
 @limiter.limit("5 per minute")
 def resend_activation() -> ResponseReturnValue:
+    """Send the activation link again (or what else fits the address)."""
     email = _email()
-    user = _find(email)
-    if user is not None and not user.is_active:
-        _send_activation(user)
-    flash(
-        f"If {email} has an account waiting for activation, a new link is on its way."
-    )
+    problem = _email_problem(email)
+    if problem is not None:
+        flash(problem, "error")
+        return redirect(url_for("accounts.signup"))
+    _mail_next_step(email, _find(email))
+    flash(MAIL_SENT.format(email=email))
     return redirect(url_for("accounts.login"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10 per minute", methods=["POST"])
 def login() -> ResponseReturnValue:
+    """Log in and go back to ``?next=`` when that is a page of the shop."""
     next_url = request.values.get("next", "")
     if request.method == "GET":
         return render_template("accounts/login.html", next=next_url)
-    user = _find(_email())
-    if user is None or not check_password_hash(
-        user.password_hash, request.form.get("password", "")
-    ):
-        flash("Wrong e-mail or password.", "error")
-        return render_template(
-            "accounts/login.html", next=next_url, email=_email()
-        ), 400
-    if not user.is_active:
-        flash(
-            "Activate your account first: follow the link in the mail we sent.", "error"
+    email = _email()
+    user = _find(email)
+    stored = user.password_hash if user is not None and user.is_active else None
+    # One hash either way: verify_password checks a dummy when there is none.
+    matches = verify_password(stored, request.form.get("password", ""))
+    if user is None or not matches:
+        return _refuse(
+            "accounts/login.html",
+            "Wrong e-mail or password.",
+            next=next_url,
+            email=email,
         )
-        return render_template(
-            "accounts/login.html", next=next_url, inactive=user.email
-        ), 400
-    session.clear()
-    session["user_id"] = user.id
-    user.last_login_at = _now()
+    log_in(user)
     flash("Welcome back.")
     return redirect_back(url_for("shop.index"))
 
 
+def forget_stream_token(response: Response) -> Response:
+    """Delete the cookie that lets this browser stream the user's channel."""
+    response.delete_cookie(
+        current_app.config["PATTERNS_STREAMS_TOKEN_COOKIE"], path="/streams/"
+    )
+    return response
+
+
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    session.clear()
+    """End this browser's login session (and every copy of its cookie)."""
+    log_out()
     flash("You are logged out.")
-    return redirect_back(url_for("shop.index"))
+    return forget_stream_token(redirect_back(url_for("shop.index")))
 
 
 @bp.route("/reset", methods=["GET", "POST"])
 @limiter.limit("5 per minute", methods=["POST"])
 def reset_request() -> ResponseReturnValue:
+    """Mail a link to choose a new password."""
     if request.method == "GET":
         return render_template("accounts/reset_request.html")
     email = _email()
+    problem = _email_problem(email)
+    if problem is not None:
+        return _refuse("accounts/reset_request.html", problem)
     user = _find(email)
-    if user is not None:
+    if user is None:
+        send_mail(email, "no_account", signup=public_url("accounts.signup"))
+    else:
         token = dumps(RESET, user.id, fingerprint=user.reset_fingerprint)
         send_mail(
             user.email,
             "reset_password",
-            link=url_for("accounts.reset_password", token=token, _external=True),
+            link=public_url("accounts.reset_password", token=token),
             minutes=current_app.config["RESET_MAX_AGE"] // 60,
         )
-    flash(f"If {email} has an account, a link to choose a new password is on its way.")
+    flash(MAIL_SENT.format(email=email))
     return redirect(url_for("accounts.login"))
 
 
@@ -213,25 +260,19 @@ def _reset_state(user_id: object) -> str:
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 @limiter.limit("10 per minute", methods=["POST"])
 def reset_password(token: str) -> ResponseReturnValue:
-    max_age = current_app.config["RESET_MAX_AGE"]
-    try:
-        user_id = loads(RESET, token, max_age=max_age, fingerprint=_reset_state)
-    except TokenExpired:
-        return render_template(
-            "accounts/link_problem.html", reason="reset-expired"
-        ), 400
-    except TokenInvalid:
-        return render_template(
-            "accounts/link_problem.html", reason="reset-invalid"
-        ), 400
+    """Choose a new password; every login session of the account ends. The
+    link proves the mailbox, so it also activates an account not yet active."""
+    user = _load_link(RESET, token)
+    if isinstance(user, str):
+        return _link_problem(user, RESET)
     if request.method == "GET":
-        return render_template("accounts/reset_password.html", token=token)
+        return render_template("accounts/reset_password.html")
     password = request.form.get("password", "")
-    if len(password) < MIN_PASSWORD:
-        flash(f"Choose a password of at least {MIN_PASSWORD} characters.", "error")
-        return render_template("accounts/reset_password.html", token=token), 400
-    user = db.session.get(User, user_id)
-    assert user is not None  # the fingerprint check found it
-    user.password_hash = generate_password_hash(password)
+    problem = password_problem(password)
+    if problem is not None:
+        return _refuse("accounts/reset_password.html", problem)
+    user.password_hash = hash_password(password)
+    user.activated_at = user.activated_at or _now()
+    log_out_everywhere(user)
     flash("Your password is changed. Log in with the new one.")
-    return redirect(url_for("accounts.login"))
+    return forget_stream_token(redirect(url_for("accounts.login")))

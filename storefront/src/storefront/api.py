@@ -20,7 +20,6 @@ import typing as t
 import sqlalchemy as sa
 from flask import abort
 from flask import Blueprint
-from flask import current_app
 from flask import g
 from flask import request
 from flask.typing import ResponseReturnValue
@@ -31,14 +30,14 @@ from flask_patterns.bodies import stream_body
 
 from .extensions import csrf
 from .extensions import db
+from .images import check_declared_type
+from .images import image_folder
+from .images import IMAGE_TYPES
+from .images import MAX_IMAGE_SIZE
 from .models import Order
 from .models import Product
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-#: The image types accepted, and the suffix each is stored under.
-IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
-MAX_IMAGE_SIZE = 100 * 1024 * 1024
 
 F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
 
@@ -55,6 +54,19 @@ def login_required(view: F) -> F:
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
         if g.user is None:
             abort(401, "Log in first.")
+        return view(*args, **kwargs)
+
+    return t.cast(F, wrapped)
+
+
+def staff_only(view: F) -> F:
+    """Answer 403 to a logged-in user who is not staff; put it under
+    :func:`login_required`."""
+
+    @functools.wraps(view)
+    def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
+        if not g.user.is_staff:
+            abort(403, "Only staff may change products.")
         return view(*args, **kwargs)
 
     return t.cast(F, wrapped)
@@ -99,27 +111,26 @@ def orders() -> list[Order]:
     return list(mine)
 
 
-def image_folder() -> str:
-    """Where product images go: ``PRODUCT_IMAGE_FOLDER``, by default
-    ``product-images`` in the instance folder."""
-    folder = current_app.config.get("PRODUCT_IMAGE_FOLDER")
-    return str(folder or os.path.join(current_app.instance_path, "product-images"))
-
-
 @bp.put("/products/<int:product_id>/image")
 @login_required
+@staff_only
 @csrf_protected
 @stream_body(max_size=MAX_IMAGE_SIZE, content_types=IMAGE_TYPES)
 def upload_image(product_id: int) -> ResponseReturnValue:
     """Store the body as the product's image, ``<product id>.<suffix>``, in
-    constant memory; answer its size and SHA-256."""
+    constant memory; answer its size and SHA-256. Staff only; the body must
+    start as its declared image type does (415 otherwise)."""
     _product(product_id)
     # No pooled connection stays checked out while a slow client uploads.
     db.session.close()
     folder = image_folder()
     os.makedirs(folder, exist_ok=True)
     suffix = IMAGE_TYPES[request.mimetype]
-    saved = save_body(os.path.join(folder, f"{product_id}{suffix}"), allow_empty=False)
+    saved = save_body(
+        os.path.join(folder, f"{product_id}{suffix}"),
+        allow_empty=False,
+        check_head=check_declared_type,
+    )
     for other in set(IMAGE_TYPES.values()) - {suffix}:
         stale = os.path.join(folder, f"{product_id}{other}")
         if os.path.exists(stale):

@@ -7,7 +7,6 @@ import datetime as dt
 import click
 import sqlalchemy as sa
 from flask.cli import with_appcontext
-from werkzeug.security import generate_password_hash
 
 from flask_patterns.outbox import metadata as outbox_metadata
 
@@ -15,6 +14,7 @@ from .extensions import db
 from .models import Base
 from .models import Product
 from .models import User
+from .passwords import hash_password
 
 DEMO_PRODUCTS = [
     (
@@ -31,6 +31,8 @@ DEMO_PRODUCTS = [
     ("travel-mug", "Travel mug", "Double wall, leak-proof lid.", 2400, 14),
 ]
 DEMO_USERS = ["ada@example.com", "grace@example.com"]
+#: May upload product images.
+DEMO_STAFF = "staff@example.com"
 DEMO_PASSWORD = "storefront"  # noqa: S105 - demo accounts, printed on purpose
 
 
@@ -40,7 +42,26 @@ def init_db() -> None:
     """Create the tables that do not exist yet."""
     Base.metadata.create_all(db.engine)
     outbox_metadata.create_all(db.engine)
+    missing = missing_columns()
+    if missing:
+        raise click.ClickException(
+            "The database was made by an older version of the shop and lacks"
+            f" {', '.join(missing)}. Recreate it (for the embedded default,"
+            " delete the SQLite file in the instance folder) and run init-db again."
+        )
     click.echo(f"Schema ready on {db.engine.url.render_as_string(hide_password=True)}.")
+
+
+def missing_columns() -> list[str]:
+    """The ``table.column`` names the models have and the database lacks."""
+    inspector = sa.inspect(db.engine)
+    missing = []
+    for table in [*Base.metadata.sorted_tables, *outbox_metadata.sorted_tables]:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing += [
+            f"{table.name}.{c.name}" for c in table.columns if c.name not in present
+        ]
+    return missing
 
 
 @click.command("demo")
@@ -70,13 +91,17 @@ def demo() -> None:
         added += 1
     click.echo(f"Added {added} demo products ({len(existing)} were already there).")
     known = set(db.session.scalars(sa.select(User.email)))
-    for email in DEMO_USERS:
+    for email in [*DEMO_USERS, DEMO_STAFF]:
         if email not in known:
             db.session.add(
                 User(
                     email=email,
-                    password_hash=generate_password_hash(DEMO_PASSWORD),
+                    password_hash=hash_password(DEMO_PASSWORD),
                     activated_at=dt.datetime.now(dt.UTC),
+                    is_staff=email == DEMO_STAFF,
                 )
             )
-    click.echo(f"Demo users: {', '.join(DEMO_USERS)} (password: {DEMO_PASSWORD}).")
+    click.echo(
+        f"Demo users: {', '.join(DEMO_USERS)}, and {DEMO_STAFF} (staff)"
+        f" (password: {DEMO_PASSWORD})."
+    )

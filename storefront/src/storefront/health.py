@@ -1,10 +1,20 @@
-"""Liveness and readiness probes for load balancers and process managers."""
+"""Liveness and readiness probes for load balancers and process managers.
+
+``/readyz`` tells the public only whether the shop is ready. Why it is not
+(hosts, ports, driver messages) goes to the log, and to a caller that sends
+``Authorization: Bearer <STOREFRONT_READYZ_TOKEN>`` when that is set.
+"""
 
 from __future__ import annotations
 
+import hmac
+import logging
+
 import sqlalchemy as sa
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
+from flask import request
 from flask import Response
 
 from flask_patterns.streams import BrokerUnavailable
@@ -13,6 +23,7 @@ from .extensions import db
 from .extensions import streams
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("storefront.health")
 
 
 @bp.get("/healthz")
@@ -43,10 +54,32 @@ def _check_broker() -> str | None:
     return None
 
 
+def _may_see_reasons() -> bool:
+    token = current_app.config.get("READYZ_TOKEN")
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(
+        given.encode("utf-8"), f"Bearer {token}".encode()
+    )
+
+
+def _log_changes(failures: dict[str, str]) -> None:
+    """Log each check that starts failing (or fails differently) and each one
+    that recovers, once, rather than on every poll of a load balancer."""
+    seen: dict[str, str] = current_app.extensions.setdefault("storefront.readyz", {})
+    for name in sorted(set(seen) | set(failures)):
+        reason = failures.get(name)
+        if reason is not None and seen.get(name) != reason:
+            log.warning("Not ready: the %s check fails: %s", name, reason)
+        elif reason is None:
+            log.warning("Ready again: the %s check passes.", name)
+    seen.clear()
+    seen.update(failures)
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Whether the database and the event broker answer now: 200, or 503 with
-    the reason of each failing check."""
+    """Whether the database and the event broker answer now: 200 or 503. The
+    reasons are logged, and shown only to a holder of the readiness token."""
     failures = {
         name: reason
         for name, reason in (
@@ -55,7 +88,10 @@ def readyz() -> tuple[Response, int]:
         )
         if reason is not None
     }
-    checks = {name: failures.get(name, "ok") for name in ("database", "broker")}
-    if failures:
-        return jsonify(status="unavailable", checks=checks), 503
-    return jsonify(status="ok", checks=checks), 200
+    _log_changes(failures)
+    body: dict[str, object] = {"status": "unavailable" if failures else "ok"}
+    if _may_see_reasons():
+        body["checks"] = {
+            name: failures.get(name, "ok") for name in ("database", "broker")
+        }
+    return jsonify(body), 503 if failures else 200

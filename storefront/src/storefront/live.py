@@ -11,11 +11,25 @@ from flask import request
 from flask import Response
 
 from .extensions import streams
+from .links import public_origin
 
 bp = Blueprint("live", __name__)
 
 #: The public channel every open activity page listens to.
 ACTIVITY = "activity"
+
+
+def user_channel(user_id: int) -> str:
+    """The private channel of one user's notifications."""
+    return f"user:{user_id}"
+
+
+def stream_client() -> str:
+    """Who holds a stream, for the cap on open streams: the logged-in user, or
+    the address of a visitor."""
+    if g.get("user") is not None:
+        return f"user:{g.user.id}"
+    return f"address:{request.remote_addr}"
 
 
 @bp.get("/activity")
@@ -26,10 +40,10 @@ def activity() -> Response:
     if g.user is not None:
         response.set_cookie(
             current_app.config["PATTERNS_STREAMS_TOKEN_COOKIE"],
-            streams.channel_token(f"user:{g.user.id}"),
+            streams.channel_token(user_channel(g.user.id)),
             max_age=current_app.config["PATTERNS_STREAMS_TOKEN_MAX_AGE"],
             path="/streams/",
-            secure=request.is_secure,
+            secure=public_origin().is_https,
             httponly=True,
             samesite="Strict",
         )
@@ -45,6 +59,10 @@ def activity_stream() -> Response:
 
 @bp.get("/streams/live")
 def live_stream() -> Response:
-    """The public feed plus the private channels the request's token grants
-    (the user's own notifications), on one connection."""
-    return streams.response(ACTIVITY, *sorted(streams.granted_channels()))
+    """The public feed plus the logged-in user's own channel, on one connection.
+    The channel needs both the stream token and a live login session of the
+    same user: a token left over from before a logout grants nothing."""
+    private = []
+    if g.user is not None and user_channel(g.user.id) in streams.granted_channels():
+        private.append(user_channel(g.user.id))
+    return streams.response(ACTIVITY, *private)

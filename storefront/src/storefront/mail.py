@@ -1,7 +1,9 @@
 """Mail rendered from ``templates/mails/*.txt`` and sent after the commit.
 
-With ``STOREFRONT_SMTP_URL`` set, mail goes out through that server; without it,
-it lands in the development mailbox (``/dev/mailbox``).
+With ``STOREFRONT_SMTP_URL`` set, mail goes out through that server. Without it,
+mail lands in the development mailbox (``/dev/mailbox``) when that is on (debug,
+or ``STOREFRONT_DEV_MAILBOX=true``), and otherwise waits in the outbox until a
+server is configured: mail with reset links is never shown to whoever asks.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask import Flask
 from flask import render_template
 
 from flask_patterns.outbox import Message
 
 from .extensions import db
 from .extensions import outbox
+from .mailbox import mailbox_enabled
 from .models import SentMail
 
 
@@ -44,16 +48,25 @@ def render_mail(recipient: str, template: str, **context: t.Any) -> Mail:
 
 
 def send_mail(recipient: str, template: str, **context: t.Any) -> Mail:
-    """Render the mail now (links need the request) and put it in the outbox, in
-    the current task's transaction: it goes out once the task commits, and not
-    at all if it rolls back; if the process dies first, the outbox worker
-    sends it."""
+    """Render the mail now and put it in the outbox, in the current task's
+    transaction: it goes out once the task commits, and not at all if it rolls
+    back; if the process dies first, the outbox worker sends it. Links in it
+    come from :func:`~storefront.links.public_url`."""
     mail = render_mail(recipient, template, **context)
     outbox.add("mail", dataclasses.asdict(mail))
     return mail
 
 
-@outbox.handler("mail")
+def mail_transport(app: Flask | None = None) -> str | None:
+    """Where mail goes: ``"smtp"``, ``"mailbox"``, or ``None`` when it must wait
+    in the outbox (no SMTP server, and no development mailbox)."""
+    app = app or current_app
+    if app.config.get("SMTP_URL"):
+        return "smtp"
+    return "mailbox" if mailbox_enabled(app) else None
+
+
+@outbox.handler("mail", available=lambda: mail_transport() is not None)
 def deliver_mail(message: Message) -> None:
     deliver(Mail(**message.payload), message_id=f"<{message.key}@storefront>")
 
@@ -62,10 +75,13 @@ def deliver(mail: Mail, *, message_id: str | None = None) -> None:
     """Send ``mail`` through SMTP, or keep it in the development mailbox.
     ``message_id`` stays the same across attempts, so receivers can drop a
     duplicate."""
-    url = current_app.config.get("SMTP_URL")
-    if url:
+    transport = mail_transport()
+    if transport == "smtp":
+        url = current_app.config["SMTP_URL"]
         send_smtp(url, current_app.config["MAIL_FROM"], mail, message_id=message_id)
         return
+    if transport is None:
+        raise RuntimeError("No mail transport: set STOREFRONT_SMTP_URL.")
     with db.transaction():
         db.session.add(
             SentMail(recipient=mail.recipient, subject=mail.subject, body=mail.body)

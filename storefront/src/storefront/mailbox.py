@@ -1,5 +1,11 @@
-"""The development mailbox: every mail the shop sent, with clickable links.
-Only on when no SMTP server is configured."""
+"""The development mailbox: every mail the shop delivered to it, with clickable
+links, newest first.
+
+It shows live activation and password-reset links, so it is off unless the app
+runs in debug (``make run``) or ``STOREFRONT_DEV_MAILBOX=true`` is set: a
+deployment that forgot its SMTP settings keeps its mail queued instead of
+publishing it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import sqlalchemy as sa
 from flask import abort
 from flask import Blueprint
 from flask import current_app
+from flask import Flask
 from flask import render_template
+from flask import request
 from markupsafe import escape
 from markupsafe import Markup
 
@@ -18,12 +26,20 @@ from .models import SentMail
 
 bp = Blueprint("mailbox", __name__, url_prefix="/dev")
 
+PER_PAGE = 20
 _LINK = re.compile(r"https?://[^\s<>\"']+")
+
+
+def mailbox_enabled(app: Flask | None = None) -> bool:
+    """Whether the development mailbox is on: in debug, or when
+    ``STOREFRONT_DEV_MAILBOX`` is set to true."""
+    app = app or current_app
+    return bool(app.debug or app.config["DEV_MAILBOX"])
 
 
 @bp.before_request
 def only_in_development() -> None:
-    if not current_app.config["MAILBOX_ENABLED"]:
+    if not mailbox_enabled():
         abort(404)
 
 
@@ -42,5 +58,16 @@ def linkify(text: str) -> Markup:
 
 @bp.get("/mailbox")
 def index() -> str:
-    mails = db.session.scalars(sa.select(SentMail).order_by(SentMail.id.desc())).all()
-    return render_template("mailbox.html", mails=mails)
+    """One page of the delivered mail, newest first (``?page=2`` for older)."""
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(SentMail)) or 0
+    pages = max(1, -(-total // PER_PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    mails = db.session.scalars(
+        sa.select(SentMail)
+        .order_by(SentMail.id.desc())
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    return render_template(
+        "mailbox.html", mails=mails, page=page, pages=pages, total=total
+    )

@@ -63,7 +63,13 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    #: ``None`` until the account is activated: whoever follows the activation
+    #: link chooses the password, not whoever signed up.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The name the public activity feed shows; "Someone" when unset.
+    display_name: Mapped[str | None] = mapped_column(sa.String(40))
+    #: Staff may upload product images.
+    is_staff: Mapped[bool] = mapped_column(default=False)
     activated_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(
         sa.DateTime(timezone=True)
@@ -77,6 +83,11 @@ class User(Base):
         return self.activated_at is not None
 
     @property
+    def public_name(self) -> str:
+        """How the public feed names this user."""
+        return self.display_name or "Someone"
+
+    @property
     def activation_fingerprint(self) -> str:
         """Changes when the account is activated: an activation link works once."""
         return f"{self.id}:{self.activated_at}"
@@ -86,6 +97,25 @@ class User(Base):
         """Changes when the password is set or the user logs in: a reset link
         works once, and not after the user remembered the password."""
         return f"{self.password_hash}:{self.last_login_at}"
+
+
+class LoginSession(Base):
+    """One logged-in browser. The session cookie carries a random token; only
+    its SHA-256 is stored, so the table does not hand out live sessions. Logging
+    out deletes the row; a password reset or change, an activation and "log out
+    everywhere" delete all of the user's rows, so copied cookies stop working."""
+
+    __tablename__ = "login_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=_now
+    )
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 class Order(Base):

@@ -12,10 +12,13 @@ from flask import render_template
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from .accounts import login_required
 from .extensions import db
 from .extensions import streams
+from .images import image_url
+from .links import public_url
 from .live import ACTIVITY
+from .live import user_channel
+from .logins import login_required
 from .mail import send_mail
 from .models import Order
 from .models import Product
@@ -34,7 +37,7 @@ def product(product_id: int) -> str:
     item = db.session.get(Product, product_id)
     if item is None:
         abort(404)
-    return render_template("shop/product.html", product=item)
+    return render_template("shop/product.html", product=item, image=image_url(item))
 
 
 @bp.get("/orders")
@@ -63,26 +66,33 @@ def purchase(product_id: int) -> ResponseReturnValue:
     ).first()
     if taken is None:
         flash(f"Sorry, {product.name} is sold out.", "error")
-        return render_template("shop/product.html", product=product), 409
+        return render_template(
+            "shop/product.html", product=product, image=image_url(product)
+        ), 409
     order = Order(
         user_id=g.user.id, product_id=product.id, price_cents=product.price_cents
     )
     db.session.add(order)
     db.session.flush()
     send_mail(
-        g.user.email, "product_purchased", user=g.user, product=product, order=order
+        g.user.email,
+        "product_purchased",
+        user=g.user,
+        product=product,
+        order=order,
+        orders=public_url("shop.orders"),
     )
-    buyer = g.user.email.split("@")[0]
+    # The public feed names a buyer only by the name they chose to show.
     streams.publish(
         ACTIVITY,
         {
             "kind": "purchase",
-            "text": f"{buyer} bought {product.name}",
+            "text": f"{g.user.public_name} bought {product.name}",
             "product": product.id,
         },
     )
     streams.publish(
-        f"user:{g.user.id}",
+        user_channel(g.user.id),
         {"kind": "order", "text": f"Order {order.id} confirmed: {product.name}"},
     )
     flash(f"Thank you! Order {order.id} is confirmed; a mail is on its way.")
