@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml storefront/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[postgres,redis,gevent,dev]"
 	touch $@
 
+# Links in mail point here; set it to the address you browse the shop at.
+run: export STOREFRONT_PUBLIC_URL ?= http://$(HOST):$(PORT)
+# Debug, so that mail lands in the development mailbox (/dev/mailbox).
 run: $(STAMP)
-	$(BIN)/flask --app storefront init-db
-	$(BIN)/flask --app storefront demo
+	$(BIN)/flask --app storefront --debug init-db
+	$(BIN)/flask --app storefront --debug demo
 	$(BIN)/flask --app storefront run --debug --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)

@@ -64,6 +64,8 @@ def patterns_app() -> Flask:
     )
     # A public feed: no stream token needed.
     app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = (CHANNEL,)
+    # The load client opens every stream from one address: no per-client cap.
+    app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
     streams = EventStreams(app, broker=RedisBroker(redis_url(), prefix=PREFIX))
 
     @app.get("/streams/activity")

@@ -315,6 +315,10 @@ def start(settings: Settings, run_dir: Path) -> Topology:
         "STOREFRONT_REDIS_URL": settings.redis_url,
         "STREAM_WORKERS": "1",
         "PYTHONUNBUFFERED": "1",
+        # Every stream of the load client comes from 127.0.0.1: lift the caps
+        # on streams per address (nginx) and per client (the app).
+        "NGINX_STREAMS_PER_ADDRESS": "100000",
+        "STOREFRONT_PATTERNS_STREAMS_MAX_PER_CLIENT": "0",
     }
     listen, web, stream = f"127.0.0.1:{free_port()}", free_port(), free_port()
     command = up_command(listen, web, stream, run_dir)

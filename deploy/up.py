@@ -26,12 +26,15 @@ BIN = Path(sys.executable).parent
 EX_UNAVAILABLE = 69
 NGINX_VARIABLES = (
     "LISTEN",
+    "SERVER_NAME",
+    "STREAMS_PER_ADDRESS",
     "WEB_UPSTREAM",
     "STREAM_UPSTREAM",
     "STATIC_ROOT",
     "RUN_DIR",
     "NGINX_WORKER_CONNECTIONS",
     "NGINX_RLIMIT_NOFILE",
+    "NGINX_USER_DIRECTIVE",
 )
 
 
@@ -52,9 +55,11 @@ def fail(message: str) -> t.NoReturn:
     sys.exit(EX_UNAVAILABLE)
 
 
-def settings(run_dir: Path) -> dict[str, str]:
+def settings(run_dir: Path, listen: str) -> dict[str, str]:
     """The environment of every process, with defaults for a local run."""
     env = dict(os.environ)
+    # Links in mail point here, and nginx answers only for its host.
+    env.setdefault("STOREFRONT_PUBLIC_URL", f"http://{listen}")
     env.setdefault("STOREFRONT_DATABASE_URL", "postgresql://127.0.0.1/storefront")
     env.setdefault("STOREFRONT_REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("STOREFRONT_PROXY_HOPS", "1")
@@ -116,15 +121,46 @@ def check_redis(url: str) -> None:
         client.close()
 
 
-def render_nginx(run_dir: Path, args: argparse.Namespace, static_root: str) -> Path:
+def public_origin(env: dict[str, str]) -> t.Any:
+    """The parsed ``STOREFRONT_PUBLIC_URL``, or a clear exit."""
+    from storefront.links import parse_public_url
+
+    try:
+        return parse_public_url(env["STOREFRONT_PUBLIC_URL"])
+    except ValueError as error:
+        fail(str(error))
+
+
+def server_names(origin: t.Any) -> str:
+    """nginx's ``server_name`` for the hosts the app trusts."""
+    return " ".join(f"[{h}]" if ":" in h else h for h in origin.trusted_hosts())
+
+
+def nginx_user_directive() -> str:
+    """``user <name>;`` for the user running this when that is root (nginx's
+    workers would otherwise drop to "nobody"); nothing otherwise, where nginx
+    would only warn that it cannot switch users."""
+    if os.geteuid() != 0:
+        return ""
+    import pwd
+
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name};"
+
+
+def render_nginx(
+    run_dir: Path, args: argparse.Namespace, env: dict[str, str], origin: t.Any
+) -> Path:
     values = {
         "LISTEN": args.listen,
+        "SERVER_NAME": server_names(origin),
+        "STREAMS_PER_ADDRESS": os.environ.get("NGINX_STREAMS_PER_ADDRESS", "20"),
         "WEB_UPSTREAM": args.web,
         "STREAM_UPSTREAM": args.stream,
-        "STATIC_ROOT": static_root,
+        "STATIC_ROOT": env["STOREFRONT_PATTERNS_ASSETS_ROOT"],
         "RUN_DIR": str(run_dir),
         "NGINX_WORKER_CONNECTIONS": os.environ.get("NGINX_WORKER_CONNECTIONS", "16384"),
         "NGINX_RLIMIT_NOFILE": os.environ.get("NGINX_RLIMIT_NOFILE", "20000"),
+        "NGINX_USER_DIRECTIVE": nginx_user_directive(),
     }
     for name in ("nginx.conf", "storefront.conf"):
         text = (DEPLOY / "nginx" / f"{name}.template").read_text()
@@ -184,10 +220,14 @@ def accepts(address: str) -> bool:
 
 
 def wait_until_up(
-    url: str, pools: list[str], processes: dict[str, subprocess.Popen[bytes]]
+    url: str,
+    host: str,
+    pools: list[str],
+    processes: dict[str, subprocess.Popen[bytes]],
 ) -> None:
     """Wait until both pools accept connections, then until nginx answers
-    ``/healthz``: asking nginx first would only log refused upstreams."""
+    ``/healthz`` for the public ``host``: asking nginx first would only log
+    refused upstreams."""
     deadline = time.monotonic() + 60
     waiting = list(pools)
     while True:
@@ -197,7 +237,8 @@ def wait_until_up(
         waiting = [address for address in waiting if not accepts(address)]
         if not waiting:
             try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
+                probe = urllib.request.Request(f"{url}/healthz", headers={"Host": host})
+                urllib.request.urlopen(probe, timeout=2).close()
                 return
             except OSError:
                 pass
@@ -245,14 +286,15 @@ def down(pid_file: Path) -> int:
 def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
     if pid_file.exists():
         fail(f"a previous run is recorded in {pid_file}: run 'make down' first.")
-    env = settings(run_dir)
+    env = settings(run_dir, args.listen)
+    origin = public_origin(env)
     check_postgres(env["STOREFRONT_DATABASE_URL"])
     check_redis(env["STOREFRONT_REDIS_URL"])
     env["WEB_BIND"], env["STREAM_BIND"] = args.web, args.stream
     flask(env, "init-db")
     flask(env, "demo")
     flask(env, "assets", "build")
-    nginx_conf = render_nginx(run_dir, args, env["STOREFRONT_PATTERNS_ASSETS_ROOT"])
+    nginx_conf = render_nginx(run_dir, args, env, origin)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -269,8 +311,9 @@ def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
             json.dumps({n: [p.pid, p.args[0]] for n, p in processes.items()})
         )
         url = f"http://{args.listen}"
-        wait_until_up(url, [args.web, args.stream], processes)
-        print(f"\nThe storefront is up on {url} (Ctrl-C stops it).\n", flush=True)
+        wait_until_up(url, origin.netloc, [args.web, args.stream], processes)
+        public = env["STOREFRONT_PUBLIC_URL"]
+        print(f"\nThe storefront is up on {public} (Ctrl-C stops it).\n", flush=True)
         while not stopping:
             for name, process in processes.items():
                 if process.poll() is not None:

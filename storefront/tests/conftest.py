@@ -82,7 +82,7 @@ def add_user(app: Flask, email: str, **fields: t.Any) -> int:
         return user.id
 
 
-def log_in_as(app: Flask, client: FlaskClient, user_id: int) -> None:
+def log_in_as(app: Flask, client: FlaskClient, user_id: int, **request: t.Any) -> None:
     """Give ``client`` a live login session of the user, without the form."""
     from storefront.logins import create_login_session
     from storefront.logins import SESSION_KEY
@@ -90,5 +90,25 @@ def log_in_as(app: Flask, client: FlaskClient, user_id: int) -> None:
 
     with app.app_context():
         token = create_login_session(db.session.get(User, user_id))
-    with client.session_transaction() as session:
+    with client.session_transaction(**request) as session:
         session[SESSION_KEY] = token
+
+
+@pytest.fixture(scope="session")
+def topology(
+    tmp_path_factory: t.Any,
+    postgres_server: str,
+    redis_server: str,
+    nginx: str,
+    port_factory: t.Callable[[], int],
+) -> t.Iterator[t.Any]:
+    """The shipped topology (``deploy/up.py``, as ``make up`` runs it), shared by
+    every test that drives it through nginx."""
+    from .deployment import start_topology
+    from .deployment import stop_topology
+
+    running = start_topology(
+        tmp_path_factory.mktemp("topology"), postgres_server, redis_server, port_factory
+    )
+    yield running
+    stop_topology(running, postgres_server)

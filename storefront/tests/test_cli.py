@@ -40,3 +40,23 @@ def test_demo_before_init_db_explains_what_to_do(tmp_path):
     assert result.exit_code == 1
     assert "init-db" in result.output
     assert "Traceback" not in result.output
+
+
+def test_init_db_on_a_database_of_an_older_version_says_what_to_do(app_factory):
+    app = app_factory()
+    with db.engine_for(app).begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE user_account DROP COLUMN display_name")
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 1
+    assert "older version of the shop" in result.output
+    assert "user_account.display_name" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_demo_includes_one_staff_user(app, runner):
+    from storefront.models import User
+
+    runner.invoke(args=["demo"])
+    with db.engine_for(app).connect() as connection:
+        staff = connection.scalars(sa.select(User.email).where(User.is_staff)).all()
+    assert staff == ["staff@example.com"]

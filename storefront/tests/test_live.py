@@ -46,3 +46,51 @@ def test_activity_stream_replays_from_last_event_id(app, client):
     next(chunks)
     assert b'data: {"n":2}' in read_event(chunks)
     response.response.close()
+
+
+def test_a_logged_in_user_holds_at_most_ten_streams_wherever_they_come_from(
+    app, client
+):
+    from .conftest import add_user
+    from .conftest import log_in_as
+
+    user_id = add_user(app, "ada@example.com")
+    log_in_as(app, client, user_id)
+    held = [
+        client.get(
+            "/streams/live",
+            buffered=False,
+            environ_overrides={"REMOTE_ADDR": f"192.0.2.{n}"},
+        )
+        for n in range(10)
+    ]
+    assert {r.status_code for r in held} == {200}
+    refused = client.get(
+        "/streams/live", environ_overrides={"REMOTE_ADDR": "192.0.2.99"}
+    )
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "15"
+    assert "at most 10 per client" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert streams.open_streams(f"user:{user_id}") == 10
+    # A visitor on one of those addresses is another client.
+    visitor = app.test_client().get(
+        "/streams/activity",
+        buffered=False,
+        environ_overrides={"REMOTE_ADDR": "192.0.2.1"},
+    )
+    assert visitor.status_code == 200
+    for response in [*held, visitor]:
+        response.close()
+
+
+def test_visitors_are_capped_by_address(app):
+    client = app.test_client()
+    held = [client.get("/streams/activity", buffered=False) for _ in range(10)]
+    assert client.get("/streams/activity").status_code == 429
+    with app.app_context():
+        assert streams.open_streams("address:127.0.0.1") == 10
+    for response in held:
+        response.close()
+    with app.app_context():
+        assert streams.open_streams("address:127.0.0.1") == 0

@@ -1,0 +1,209 @@
+"""The shipped topology as the tests start it: ``deploy/up.py`` (what ``make up``
+runs) on free ports, PostgreSQL and Redis of their own, no SMTP server (the
+documented default), and clients that talk to it over HTTP through nginx."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing as t
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Topology:
+    """One running ``deploy/up.py`` and what the tests need to know of it."""
+
+    def __init__(self, process, url, run_dir, log, database_url, redis_url):
+        self.process = process
+        self.url = url
+        self.run_dir = run_dir
+        self.log = log
+        self.database_url = database_url
+        self.redis_url = redis_url
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+
+    def pids(self):
+        return {
+            name: pid
+            for name, (pid, _) in json.loads(
+                (self.run_dir / "pids.json").read_text()
+            ).items()
+        }
+
+    def mails(self):
+        """Every mail in the outbox, oldest first: (recipient, subject, body,
+        sent)."""
+        import psycopg
+
+        with psycopg.connect(self.database_url) as connection:
+            rows = connection.execute(
+                "SELECT payload, sent_at FROM outbox_message ORDER BY id"
+            ).fetchall()
+        return [
+            (mail["recipient"], mail["subject"], mail["body"], sent is not None)
+            for mail, sent in ((json.loads(payload), sent) for payload, sent in rows)
+        ]
+
+    def link_in_mail(self, recipient, subject, timeout=10):
+        """The path of the public link in the newest such mail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for to, title, body, _ in reversed(self.mails()):
+                if to == recipient and subject in title:
+                    found = re.search(re.escape(self.url) + r"(/\S+)", body)
+                    assert found, f"no link to {self.url} in: {body}"
+                    return found[1]
+            assert time.monotonic() < deadline, f"no mail {subject!r} to {recipient}"
+            time.sleep(0.1)
+
+    def raw(self, request: bytes, timeout: float = 5) -> bytes:
+        """Send ``request`` as it is and return all nginx answered (nothing
+        when it closed the connection without an answer)."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.sendall(request)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+
+def start_topology(tmp, postgres_server, redis_server, port_factory):
+    import redis
+    import sqlalchemy as sa
+
+    database = f"storefront_{uuid.uuid4().hex[:10]}"
+    database_url = sa.make_url(postgres_server).set(database=database)
+    # A database of its own: the other modules' fixtures flush the default one.
+    redis_url = redis_server.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(redis_url).flushdb()
+    listen = f"127.0.0.1:{port_factory()}"
+    env = {
+        **os.environ,
+        "STOREFRONT_DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "STOREFRONT_REDIS_URL": redis_url,
+        "WEB_WORKERS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in (
+        "STOREFRONT_SMTP_URL",
+        "STOREFRONT_DEV_MAILBOX",
+        "STOREFRONT_PUBLIC_URL",
+    ):
+        env.pop(name, None)
+    log = tmp / "up.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "deploy/up.py"),
+                "--listen",
+                listen,
+                "--web",
+                f"127.0.0.1:{port_factory()}",
+                "--stream",
+                f"127.0.0.1:{port_factory()}",
+                "--run-dir",
+                str(tmp / "run"),
+            ],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 90
+    while b"is up on" not in log.read_bytes():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    plain_url = database_url.set(drivername="postgresql")
+    return Topology(
+        process,
+        f"http://{listen}",
+        tmp / "run",
+        log,
+        plain_url.render_as_string(hide_password=False),
+        redis_url,
+    )
+
+
+def stop_topology(topology, postgres_server):
+    import psycopg
+    import sqlalchemy as sa
+
+    pids = topology.pids()
+    topology.process.send_signal(signal.SIGINT)
+    topology.process.wait(timeout=60)
+    for name, pid in pids.items():
+        assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still runs"
+    database = sa.make_url(topology.database_url).database
+    admin = sa.make_url(postgres_server).set(database="postgres")
+    with psycopg.connect(
+        admin.render_as_string(hide_password=False), autocommit=True
+    ) as c:
+        c.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: t.Any, **kwargs: t.Any) -> None:
+        return None
+
+
+class Browser:
+    """Cookies and CSRF tokens over plain HTTP, as a browser would send them."""
+
+    def __init__(self, base, *, follow_redirects=True):
+        self.base = base
+        self.cookies = http.cookiejar.CookieJar()
+        handlers: list[t.Any] = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if not follow_redirects:
+            handlers.append(NoRedirects())
+        self.opener = urllib.request.build_opener(*handlers)
+
+    def open(self, request):
+        try:
+            response = self.opener.open(request, timeout=10)
+        except urllib.error.HTTPError as error:
+            response = error
+        with response:
+            return response.status, response.geturl(), response.read().decode()
+
+    def get(self, path, headers=None):
+        return self.open(
+            urllib.request.Request(self.base + path, headers=headers or {})
+        )
+
+    def post(self, path, form, *, token_from, headers=None):
+        token = CSRF.search(self.get(token_from)[2])[1]
+        data = urllib.parse.urlencode({**form, "csrf_token": token}).encode()
+        return self.open(
+            urllib.request.Request(
+                self.base + path, data=data, method="POST", headers=headers or {}
+            )
+        )
+
+    def cookie(self, name):
+        return next((c for c in self.cookies if c.name == name), None)
+
+
+def sign_up_and_activate(topology, email, password="correct horse"):
+    """A new customer who signed up and chose a password on the activation
+    page (which logs in); returns their browser."""
+    browser = Browser(topology.url)
+    browser.post("/signup", {"email": email}, token_from="/signup")
+    link = topology.link_in_mail(email, "Activate")
+    status, where, _ = browser.post(link, {"password": password}, token_from=link)
+    assert (status, where) == (200, topology.url + "/"), (status, where)
+    return browser

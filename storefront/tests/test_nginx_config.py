@@ -1,0 +1,64 @@
+"""The nginx configuration ``deploy/up.py`` renders, checked by nginx itself."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from .deployment import ROOT
+
+UP = runpy.run_path(str(ROOT / "deploy/up.py"), run_name="up")
+
+
+def render(tmp_path, public_url):
+    env = {
+        "STOREFRONT_PUBLIC_URL": public_url,
+        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
+    }
+    args = argparse.Namespace(
+        listen="127.0.0.1:18080", web="127.0.0.1:18001", stream="127.0.0.1:18002"
+    )
+    origin = UP["public_origin"](env)
+    return UP["render_nginx"](tmp_path, args, env, origin)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "server_name"),
+    [
+        ("https://shop.example.com", "server_name shop.example.com;"),
+        ("http://127.0.0.1:8080", "server_name 127.0.0.1 localhost [::1];"),
+    ],
+)
+def test_nginx_serves_only_the_public_host_and_drops_the_rest(
+    tmp_path, nginx, public_url, server_name
+):
+    config = render(tmp_path, public_url)
+    site = (tmp_path / "storefront.conf").read_text()
+    assert server_name in site
+    assert "listen 127.0.0.1:18080 default_server;" in site
+    assert "return 444;" in site
+    assert "limit_conn storefront_streams_per_address 20;" in site
+    assert "${" not in site + config.read_text()
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_an_unusable_public_url_stops_make_up_with_the_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/up.py"), "--run-dir", str(tmp_path)],
+        env={"STOREFRONT_PUBLIC_URL": "shop.example.com", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 69
+    assert "STOREFRONT_PUBLIC_URL='shop.example.com' is not usable" in result.stderr
+    assert not (tmp_path / "pids.json").exists()

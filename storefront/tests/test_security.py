@@ -1,0 +1,271 @@
+"""The defences every request and response goes through: trusted hosts and the
+public origin, cookie flags, security headers, caching, and input that would
+otherwise be a 500."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import storefront
+from storefront.models import SentMail
+from storefront.security import MAX_ID
+
+from .conftest import add_user
+from .conftest import log_in_as
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TEMPLATES = Path(storefront.__file__).parent / "templates"
+
+
+def csrf_token(client, path="/signup"):
+    return _CSRF.search(client.get(path).get_data(as_text=True))[1]
+
+
+def mail_bodies(app):
+    from storefront.extensions import db
+
+    with db.engine_for(app).connect() as connection:
+        return list(connection.scalars(sa.select(SentMail.body)))
+
+
+# The public origin and trusted hosts
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Host": "evil.example"}, {"Host": "evil.example:5000"}, {"Host": "127.0.0.2"}],
+)
+def test_a_request_for_an_unknown_host_is_refused_and_mails_nothing(
+    app, client, headers
+):
+    response = client.post(
+        "/reset",
+        data={"email": "ada@example.com", "csrf_token": csrf_token(client)},
+        headers=headers,
+    )
+    assert response.status_code == 400
+    assert mail_bodies(app) == []
+
+
+def test_an_absolute_form_target_with_an_unknown_host_is_refused(app, client):
+    token = csrf_token(client)
+    response = client.post(
+        "http://evil.example/reset",
+        data={"email": "ada@example.com", "csrf_token": token},
+    )
+    assert response.status_code == 400
+    assert mail_bodies(app) == []
+
+
+def test_links_in_mail_use_the_public_url_whatever_host_the_request_names(
+    app_factory,
+):
+    app = app_factory(
+        PUBLIC_URL="https://shop.example:8443/store",
+        TRUSTED_HOSTS=["shop.example", "internal.example"],
+        PROXY_HOPS=1,
+    )
+    client = app.test_client()
+    headers = {
+        "Host": "internal.example",
+        "X-Forwarded-Host": "shop.example",
+        "X-Forwarded-Proto": "http",
+    }
+    page = client.get("/signup", headers=headers).get_data(as_text=True)
+    client.post(
+        "/signup",
+        data={"email": "ada@example.com", "csrf_token": _CSRF.search(page)[1]},
+        headers=headers,
+    )
+    (body,) = mail_bodies(app)
+    assert "https://shop.example:8443/store/activate/" in body
+    assert "internal.example" not in body
+
+
+def test_loopback_public_urls_trust_every_name_of_loopback(app):
+    assert app.config["TRUSTED_HOSTS"] == ["127.0.0.1", "localhost", "::1"]
+
+
+def test_a_public_host_is_the_only_trusted_one(app_factory):
+    app = app_factory(PUBLIC_URL="https://shop.example")
+    assert app.config["TRUSTED_HOSTS"] == ["shop.example"]
+    client = app.test_client()
+    assert client.get("/healthz", base_url="https://shop.example").status_code == 200
+    assert client.get("/healthz").status_code == 400  # Host: localhost
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("shop.example", "http:// or https://"),
+        ("ftp://shop.example", "http:// or https://"),
+        ("https://", "no host"),
+        ("https://user:pw@shop.example", "user, a query or a fragment"),
+        ("https://shop.example/?x=1", "user, a query or a fragment"),
+        ("https://shop.example:99999", "Port"),
+    ],
+)
+def test_an_unusable_public_url_stops_the_app_with_the_reason(app_factory, url, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        app_factory(PUBLIC_URL=url)
+
+
+# Cookies and headers
+
+
+def test_the_session_cookie_is_httponly_and_samesite_lax(client):
+    cookie = client.get("/signup").headers["Set-Cookie"]
+    assert cookie.startswith("session=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+def test_over_https_cookies_are_secure_and_hsts_is_sent(app_factory):
+    app = app_factory(PUBLIC_URL="https://shop.example")
+    client = app.test_client()
+    response = client.get("/signup", base_url="https://shop.example")
+    assert "Secure" in response.headers["Set-Cookie"]
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    user_id = add_user(app, "ada@example.com")
+    log_in_as(app, client, user_id, base_url="https://shop.example")
+    page = client.get("/activity", base_url="https://shop.example")
+    stream_cookie = page.headers["Set-Cookie"]
+    assert stream_cookie.startswith("stream_token=")
+    assert "Secure" in stream_cookie
+
+
+def test_no_hsts_over_plain_http(client):
+    assert "Strict-Transport-Security" not in client.get("/").headers
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/signup", "/api/products", "/api/nope", "/nope", "/healthz"]
+)
+def test_every_response_carries_the_security_headers(client, path):
+    headers = client.get(path).headers
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_failing_view_still_carries_the_headers(app, client):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", ["/orders", "/account", "/api/orders", "/"])
+def test_personal_pages_and_api_answers_are_never_stored(app, client, path):
+    log_in_as(app, client, add_user(app, "ada@example.com"))
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "private, no-store"
+
+
+def test_static_files_keep_their_own_caching(client):
+    page = client.get("/").get_data(as_text=True)
+    hashed = re.search(r'href="(/static/style\.[0-9a-f]{12}\.css)"', page)[1]
+    response = client.get(hashed)
+    assert "immutable" in response.headers["Cache-Control"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    response.close()
+
+
+def test_templates_hold_no_inline_script_or_style_the_policy_would_block():
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in tag, f"{template.name}: inline script {tag}"
+        assert not re.search(r"\son[a-z]+\s*=", text), f"{template.name}: handler"
+        assert "<style" not in text, template.name
+        assert not re.search(r"\sstyle\s*=", text), template.name
+        assert "javascript:" not in text, template.name
+
+
+# Input that would otherwise be a 500
+
+
+def int_routes(app):
+    return sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "<int:" in rule.rule and "GET" in rule.methods
+    )
+
+
+@pytest.mark.parametrize(
+    "digits", [str(MAX_ID + 1), str(2**63), str(2**64 + 1), "9" * 5000]
+)
+def test_an_id_past_the_databases_range_is_a_404_on_every_route(app, client, digits):
+    routes = int_routes(app)
+    assert "/products/<int:product_id>" in routes
+    assert "/api/products/<int:product_id>" in routes
+    for route in routes:
+        path = re.sub(r"<int:[a-z_]+>", digits, route)
+        assert client.get(path).status_code == 404, path
+
+
+def test_the_largest_id_is_still_looked_up(client):
+    assert client.get(f"/api/products/{MAX_ID}").get_json()["message"] == (
+        f"There is no product {MAX_ID}."
+    )
+
+
+FORMS = [
+    ("/signup", "/signup", {"email": "ada\x00@example.com"}),
+    ("/login", "/login", {"email": "ada@example.com", "password": "pw\x00"}),
+    ("/reset", "/reset", {"email": "\x07ada@example.com"}),
+    ("/activate/resend", "/signup", {"email": "ada@example.com\x1b"}),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_database_app(request, app_factory):
+    if request.param == "sqlite":
+        return app_factory()
+    url = request.getfixturevalue("postgres_url")
+    return app_factory(
+        DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://")
+    )
+
+
+@pytest.mark.parametrize(("path", "form_page", "fields"), FORMS)
+def test_control_characters_in_a_form_answer_400_with_a_message(
+    any_database_app, path, form_page, fields
+):
+    client = any_database_app.test_client()
+    token = csrf_token(client, form_page)
+    response = client.post(path, data={**fields, "csrf_token": token})
+    assert response.status_code == 400
+    assert "must not contain control characters" in response.get_data(as_text=True)
+    assert mail_bodies(any_database_app) == []
+
+
+def test_control_characters_in_the_query_answer_400(client):
+    response = client.get("/login?next=/orders%00")
+    assert response.status_code == 400
+    assert "control characters (field &#39;next&#39;)" in response.text
+
+
+def test_tabs_and_line_breaks_are_ordinary_input(app, client):
+    token = csrf_token(client)
+    response = client.post(
+        "/signup", data={"email": "\tada@example.com\r\n", "csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert len(mail_bodies(app)) == 1
