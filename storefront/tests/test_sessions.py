@@ -240,3 +240,21 @@ def test_activation_ends_any_session_made_before_it(app):
     with early_client.session_transaction() as session:
         session["login"] = early
     assert not logged_in(early_client)
+
+
+def test_guessing_the_current_password_is_rate_limited(app, runner):
+    runner.invoke(args=["demo"])
+    client = log_in(app)
+    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    statuses = [
+        client.post(
+            "/account/password",
+            data={
+                "current": f"guess {n}",
+                "password": "whatever1",
+                "csrf_token": token,
+            },
+        ).status_code
+        for n in range(11)
+    ]
+    assert statuses == [400] * 10 + [429]
