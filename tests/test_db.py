@@ -16,6 +16,7 @@ from flask import abort
 from flask import Flask
 from flask import redirect
 from flask import stream_with_context
+from sqlalchemy.orm import registry
 
 from flask_patterns.db import after_commit
 from flask_patterns.db import committed
@@ -284,6 +285,34 @@ def test_savepoint_in_a_request_keeps_the_outer_work(app, probe):
     app.test_client().post("/")
     assert probe.rows() == ["outer"]
     assert probe.ran == ["outer"]
+
+
+class Item:
+    """``item`` mapped for the ORM, to make a flush fail inside a savepoint."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+registry().map_imperatively(Item, item)
+
+
+def test_a_flush_that_fails_inside_a_savepoint_undoes_only_the_savepoint(app, probe):
+    @app.post("/")
+    def view():
+        probe.write("outer")  # id 1
+        try:
+            with db.savepoint():
+                db.session.add(Item(id=1, name="duplicate"))
+                db.session.flush()
+        except sa.exc.IntegrityError:
+            pass
+        probe.write("after")
+        return "ok"
+
+    response = app.test_client().post("/")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert probe.rows() == ["outer", "after"]
 
 
 def test_commit_inside_a_savepoint_is_refused(app, probe):

@@ -213,3 +213,72 @@ def test_a_stream_whose_replay_fails_gets_a_retry_and_a_log_line(
     assert len(frames) == 2
     assert "could not replay" in caplog.text
     assert "WRONGTYPE" in caplog.text
+
+
+# Ending the streams of a channel whose right to read has ended
+
+
+def wait_for_end(response, timeout=10.0):
+    """The frames a stream sent until it ended (failing if it does not)."""
+    import time
+
+    frames = []
+    deadline = time.monotonic() + timeout
+    for frame in response.response:
+        frames.append(frame)
+        assert time.monotonic() < deadline, f"still open: {frames[-3:]}"
+    return frames
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_ending_a_channel_ends_its_streams_after_the_commit_and_no_others(
+    tmp_path, request, kind
+):
+    if kind == "memory":
+        publisher = listener_side = MemoryBroker()
+    else:
+        url = request.getfixturevalue("redis_url")
+        # Two brokers on one Redis, as in two processes.
+        publisher = RedisBroker(url, prefix="{end}:", health_interval=0.5)
+        listener_side = RedisBroker(url, prefix="{end}:", health_interval=0.5)
+        request.addfinalizer(publisher.close)
+        request.addfinalizer(listener_side.close)
+    app = make_app(tmp_path, listener_side)
+    app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = ["*"]
+    client = app.test_client()
+    private = client.get("/streams/activity,user:ada", buffered=False)
+    other = client.get("/streams/user:bob", buffered=False)
+    next(iter(private.response))
+    sending = make_app(tmp_path, publisher)
+    with sending.app_context():
+        sending.extensions["test.streams"].end_channel("user:ada")
+        assert open_count(app, "127.0.0.1") == 2, "not before the commit"
+    frames = wait_for_end(private)
+    assert frames[-1].startswith(b"retry: "), frames
+    private.close()
+    assert open_count(app, "127.0.0.1") == 1
+    publisher.publish("user:bob", "the other stream stays open")
+    chunks = iter(other.response)
+    assert any(b"stays open" in next(chunks) for _ in range(3))
+    other.close()
+
+
+def test_nothing_is_ended_when_the_task_rolls_back(tmp_path):
+    broker = MemoryBroker()
+    app = make_app(tmp_path, broker)
+    app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = ["*"]
+    stream = app.test_client().get("/streams/user:ada", buffered=False)
+    with pytest.raises(ZeroDivisionError), app.app_context():
+        app.extensions["test.streams"].end_channel("user:ada")
+        1 / 0  # noqa: B018
+    assert open_count(app, "127.0.0.1") == 1
+    broker.publish("user:ada", "still here")
+    chunks = iter(stream.response)
+    assert any(b"still here" in next(chunks) for _ in range(3))
+    stream.close()
+
+
+def test_ending_a_channel_checks_its_name(tmp_path):
+    app = make_app(tmp_path)
+    with app.app_context(), pytest.raises(ValueError, match="Invalid channel"):
+        app.extensions["test.streams"].end_channel("a b")

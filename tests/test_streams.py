@@ -196,7 +196,7 @@ def test_stream_headers_and_opening_frame_are_sent_at_once(stream_app):
     reader = open_stream(stream_app, "/streams/activity")
     headers = reader.response.headers
     assert headers["Content-Type"].startswith("text/event-stream")
-    assert headers["Cache-Control"] == "no-cache"
+    assert headers["Cache-Control"] == "private, no-store"
     assert headers["X-Accel-Buffering"] == "no"
     assert "Connection" not in headers
     reader.close()

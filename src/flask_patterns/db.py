@@ -678,7 +678,9 @@ class Database:
             yield session
         except BaseException:
             unit.savepoints.remove(savepoint)
-            if nested.is_active:
+            # A failed flush leaves the savepoint deactivated, not closed: it
+            # still has to be rolled back, or the whole session stays failed.
+            if session.get_nested_transaction() is nested:
                 nested.rollback()
             unit.drop_savepoint(savepoint)
             raise

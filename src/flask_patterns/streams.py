@@ -367,6 +367,13 @@ class _FanOut:
             listener.close()
         return len(listeners)
 
+    def close_channel(self, channel: str) -> int:
+        with self.lock:
+            listeners = list(self.by_channel.get(channel, ()))
+        for listener in listeners:
+            listener.close()
+        return len(listeners)
+
     def count(self) -> int:
         with self.lock:
             return len(self.listeners)
@@ -409,6 +416,11 @@ class Broker(t.Protocol):
     def close_streams(self) -> int:
         """Ask every open stream of this process to end; returns their number."""
 
+    def end_channel(self, channel: str) -> None:
+        """Ask the open streams carrying ``channel``, in every process, to end
+        (with a retry hint), so that each is authorized again when it
+        reconnects."""
+
     def ping(self) -> None:
         """Return if the broker answers, raise :exc:`BrokerUnavailable` if not."""
 
@@ -446,6 +458,10 @@ class _LocalStreams:
 
     def close_streams(self) -> int:
         return self._fan_out.close_all()
+
+    def end_channel(self, channel: str) -> None:
+        _check_channel(channel)
+        self._fan_out.close_channel(channel)
 
 
 class MemoryBroker(_LocalStreams):
@@ -510,6 +526,11 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '0-' .. id, unpack(fields))
 redis.call('PUBLISH', KEYS[3], cjson.encode({id, ARGV[2], ARGV[3], ARGV[4]}))
 return id
 """
+
+
+#: Leads a notification that ends the streams of a channel instead of
+#: carrying an event.
+_END_CHANNEL = "end-channel"
 
 
 def _trimmed_past(info: dict[t.Any, t.Any], after: int) -> bool:
@@ -754,8 +775,24 @@ class RedisBroker(_LocalStreams):
             if now - last_heard > 3 * self.health_interval:
                 raise OSError("no answer on the subscriber connection")
 
+    def end_channel(self, channel: str) -> None:
+        """Tell every process, through the notification channel, to end its
+        streams of ``channel``. Nothing is stored: a process that is away from
+        Redis at that moment keeps its streams until they end otherwise."""
+        import redis
+
+        _check_channel(channel)
+        try:
+            self.client.publish(self.notify_key, json.dumps([_END_CHANNEL, channel]))
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
     def _deliver(self, payload: bytes) -> None:
-        event_id, channel, data, event = json.loads(payload)
+        message = json.loads(payload)
+        if len(message) == 2 and message[0] == _END_CHANNEL:
+            self._fan_out.close_channel(message[1])
+            return
+        event_id, channel, data, event = message
         position = int(event_id)
         # An old position is a duplicate of the catch-up, unless the history
         # itself went back (FLUSHDB, a restart without persistence).
@@ -940,11 +977,21 @@ class EventStreams:
         return Response(
             _StreamBody(frames, give_back),
             mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            # A stream may carry private channels: no cache keeps any of it.
+            headers={"Cache-Control": "private, no-store", "X-Accel-Buffering": "no"},
             # The frames are bytes already: hand the generator to the server
             # as it is, without two more iterator layers per frame.
             direct_passthrough=True,
         )
+
+    def end_channel(self, channel: str) -> None:
+        """End the open streams that carry ``channel``, in every process, once
+        the current task commits: call it when the right to read the channel
+        ends (a logout), so that no stream opened before keeps delivering it.
+        Each ends with a retry hint, and is authorized anew when it
+        reconnects."""
+        _check_channel(channel)
+        after_commit(functools.partial(self.broker.end_channel, channel))
 
     def channel_token(self, *channels: str) -> str:
         """A signed token that grants the private ``channels`` until

@@ -269,3 +269,154 @@ def test_tabs_and_line_breaks_are_ordinary_input(app, client):
     )
     assert response.status_code == 302
     assert len(mail_bodies(app)) == 1
+
+
+def test_a_huge_address_is_refused_at_once_by_every_form(app, client):
+    huge = "a@" + "." * 100_000 + "@"
+    for path, form_page in (
+        ("/signup", "/signup"),
+        ("/reset", "/reset"),
+        ("/activate/resend", "/signup"),
+    ):
+        response = client.post(
+            path, data={"email": huge, "csrf_token": csrf_token(client, form_page)}
+        )
+        follow = client.get(response.headers["Location"]) if response.location else None
+        page = (follow or response).get_data(as_text=True)
+        assert "Enter a valid e-mail address." in page, path
+    assert mail_bodies(app) == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ada@example",
+        "@example.com",
+        "ada@.com",
+        "ada@example.",
+        "a b@example.com",
+        "ada@exa@mple.com",
+        "x" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+    ],
+)
+def test_addresses_that_cannot_be_mailed_are_refused(app, client, address):
+    response = client.post(
+        "/signup", data={"email": address, "csrf_token": csrf_token(client)}
+    )
+    assert response.status_code == 400
+    assert "Enter a valid e-mail address." in response.get_data(as_text=True)
+
+
+def test_ids_in_other_scripts_digits_are_not_ids(shop_client):
+    assert shop_client.get("/products/1").status_code == 200
+    assert shop_client.get("/products/%D9%A1").status_code == 404
+    assert shop_client.get("/api/products/%D9%A1").status_code == 404
+
+
+@pytest.fixture
+def shop_client(app, runner):
+    runner.invoke(args=["demo"])
+    return app.test_client()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("on", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_dev_mailbox_takes_yes_or_no_words(monkeypatch, tmp_path, value, expected):
+    from storefront import create_app
+
+    monkeypatch.setenv("STOREFRONT_DEV_MAILBOX", value)
+    app = create_app({"SECRET_KEY": "x", "DATABASE_URL": f"sqlite:///{tmp_path}/a.db"})
+    assert app.config["DEV_MAILBOX"] is expected
+    app.test_cli_runner().invoke(args=["init-db"])
+    status = app.test_client().get("/dev/mailbox").status_code
+    assert status == (200 if expected else 404)
+
+
+@pytest.mark.parametrize("value", ["maybe", "Flase", "2"])
+def test_a_dev_mailbox_value_that_is_not_yes_or_no_stops_the_app(
+    monkeypatch, tmp_path, value
+):
+    from storefront import create_app
+
+    monkeypatch.setenv("STOREFRONT_DEV_MAILBOX", value)
+    with pytest.raises(ValueError, match="STOREFRONT_DEV_MAILBOX"):
+        create_app({"SECRET_KEY": "x", "DATABASE_URL": f"sqlite:///{tmp_path}/a.db"})
+
+
+def test_the_stream_token_cookie_is_deleted_with_its_own_flags(app_factory):
+    app = app_factory(PUBLIC_URL="https://shop.example")
+    client = app.test_client()
+    log_in_as(
+        app, client, add_user(app, "ada@example.com"), base_url="https://shop.example"
+    )
+    token = _CSRF.search(client.get("/", base_url="https://shop.example").text)[1]
+    # Flask-WTF wants a same-origin Referer over https (which Referrer-Policy:
+    # same-origin keeps sending).
+    response = client.post(
+        "/logout",
+        data={"csrf_token": token},
+        base_url="https://shop.example",
+        headers={"Referer": "https://shop.example/"},
+    )
+    assert response.status_code == 303, response.text
+    (deletion,) = [
+        c
+        for c in response.headers.getlist("Set-Cookie")
+        if c.startswith("stream_token=")
+    ]
+    for part in (
+        "Max-Age=0",
+        "Path=/streams/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    ):
+        assert part in deletion
+
+
+def test_private_streams_are_never_stored(app, client):
+    log_in_as(app, client, add_user(app, "ada@example.com"))
+    client.get("/activity")
+    response = client.get("/streams/live", buffered=False)
+    assert response.headers["Cache-Control"] == "private, no-store"
+    response.close()
+
+
+def test_one_address_gets_at_most_five_mails_an_hour_whoever_asks(app):
+    statuses = []
+    for n, (path, form_page) in enumerate(
+        [("/signup", "/signup"), ("/reset", "/reset"), ("/activate/resend", "/signup")]
+        * 2
+    ):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"192.0.2.{n}"  # six senders
+        response = client.post(
+            path,
+            data={
+                "email": "victim@example.com",
+                "csrf_token": csrf_token(client, form_page),
+            },
+        )
+        statuses.append(response.status_code)
+    assert statuses == [302] * 5 + [429]
+    assert len(mail_bodies(app)) == 5
+    other = app.test_client()
+    response = other.post(
+        "/reset",
+        data={"email": "other@example.com", "csrf_token": csrf_token(other, "/reset")},
+    )
+    assert response.status_code == 302

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from storefront.extensions import db
@@ -258,3 +259,101 @@ def test_guessing_the_current_password_is_rate_limited(app, runner):
         for n in range(11)
     ]
     assert statuses == [400] * 10 + [429]
+
+
+def test_a_stream_opened_before_the_logout_ends_with_it(app, runner):
+    runner.invoke(args=["demo"])
+    client = log_in(app)
+    client.get("/activity")
+    thief = copy_of(app, client)
+    thief.set_cookie(
+        "stream_token",
+        client.get_cookie("stream_token", path="/streams/").value,
+        path="/streams/",
+    )
+    stolen = thief.get("/streams/live", buffered=False)
+    chunks = iter(stolen.response)
+    next(chunks)
+    post(client, "/account/logout-everywhere", form_page="/account")
+    rest = list(chunks)  # the stream ends instead of waiting for more
+    assert rest[-1].startswith(b"retry: ")
+    with app.app_context():
+        broker = streams.broker
+    assert broker.replay(["activity"], 0).events == [], "ended, nothing published"
+    stolen.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_two_sign_ups_of_one_new_address_at_once_both_get_the_same_answer(
+    app_factory, monkeypatch, request, database
+):
+    from storefront import accounts
+
+    if database == "sqlite":
+        app = app_factory()
+    else:
+        url = request.getfixturevalue("postgres_url")
+        app = app_factory(
+            DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://")
+        )
+    late = app.test_client()
+    token = _CSRF.search(late.get("/signup").get_data(as_text=True))[1]
+    first = post(
+        app.test_client(), "/signup", {"email": "race@example.com"}, form_page="/signup"
+    )
+    # The late request looked the address up before the first one committed,
+    # so its insert conflicts.
+    looked_up = []
+    real_find = accounts._find
+
+    def find_too_early(email):
+        looked_up.append(email)
+        return None if len(looked_up) == 1 else real_find(email)
+
+    monkeypatch.setattr(accounts, "_find", find_too_early)
+    second = late.post(
+        "/signup", data={"email": "race@example.com", "csrf_token": token}
+    )
+    assert (first.status_code, second.status_code) == (302, 302)
+    assert first.headers["Location"] == second.headers["Location"]
+    assert len(looked_up) == 2, "the conflict made it look again"
+    with db.engine_for(app).connect() as connection:
+        users = connection.scalar(sa.select(sa.func.count()).select_from(User))
+        subjects = connection.scalars(sa.select(SentMail.subject)).all()
+    assert users == 1
+    assert subjects == ["Activate your Storefront account"] * 2
+
+
+def test_an_activation_link_used_twice_at_once_works_once(
+    app_factory, monkeypatch, postgres_url
+):
+    """Two requests passed the link's check; the one that writes second finds
+    the account active (committed by the first) and gets the used-link page."""
+    from storefront import accounts
+
+    app = app_factory(
+        DATABASE_URL=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    post(
+        app.test_client(), "/signup", {"email": "ada@example.com"}, form_page="/signup"
+    )
+    link = last_link(app)
+    real_hash = accounts.hash_password
+
+    def first_request_commits_meanwhile(password):
+        with db.engine_for(app).begin() as other:
+            other.execute(
+                sa.update(User).values(
+                    activated_at=sa.func.now(), password_hash=real_hash("the first")
+                )
+            )
+        return real_hash(password)
+
+    monkeypatch.setattr(accounts, "hash_password", first_request_commits_meanwhile)
+    late = app.test_client()
+    response = post(late, link, {"password": "the second"}, form_page=link)
+    assert response.status_code == 400
+    assert "does not work" in response.get_data(as_text=True)
+    assert not logged_in(late)
+    monkeypatch.setattr(accounts, "hash_password", real_hash)
+    assert logged_in(log_in(app, password="the first"))

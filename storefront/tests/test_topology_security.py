@@ -117,6 +117,25 @@ def test_a_copied_session_cookie_dies_with_the_logout(topology):
     assert thief.get("/orders")[1].startswith(topology.url + "/login")
 
 
+def test_a_stream_opened_with_a_stolen_cookie_ends_with_the_logout(topology):
+    browser = sign_up_and_activate(topology, fresh_email())
+    browser.get("/activity")
+    cookies = "; ".join(
+        f"{name}={browser.cookie(name).value}" for name in ("session", "stream_token")
+    )
+    connection = http.client.HTTPConnection(topology.host, topology.port, timeout=10)
+    connection.request("GET", "/streams/live", headers={"Cookie": cookies})
+    stream = connection.getresponse()
+    assert stream.status == 200
+    assert stream.readline().startswith(b"retry: ")
+    browser.post("/account/logout-everywhere", {}, token_from="/account")
+    tail = b""
+    while line := stream.readline():  # a 10 s timeout fails the test
+        tail += line
+    connection.close()
+    assert b"retry: " in tail, tail
+
+
 def open_stream(topology, cookie=None):
     """A stream held open through nginx: (connection, status, body so far)."""
     connection = http.client.HTTPConnection(topology.host, topology.port, timeout=10)

@@ -85,8 +85,26 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret_key(app)
     app.config["PUBLIC_ORIGIN"] = parse_public_url(str(app.config["PUBLIC_URL"]))
+    app.config["DEV_MAILBOX"] = flag("DEV_MAILBOX", app.config["DEV_MAILBOX"])
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://"
+    )
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def flag(name: str, value: object) -> bool:
+    """A yes/no setting: a bool, or one of the usual words in any case.
+    Anything else stops the app: ``STOREFRONT_DEV_MAILBOX=False`` must not
+    turn the mailbox on because a non-empty string is true."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | str) and str(value).strip().lower() in _TRUE + _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise ValueError(
+        f"STOREFRONT_{name}={value!r} is not a yes/no value: use true or false."
     )
 
 

@@ -25,6 +25,8 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from .extensions import db
+from .extensions import streams
+from .live import user_channel
 from .models import LoginSession
 from .models import User
 
@@ -70,12 +72,15 @@ def log_in(user: User) -> None:
 
 
 def log_out() -> None:
-    """End this browser's login session, here and in every copy of its cookie."""
+    """End this browser's login session, here and in every copy of its cookie,
+    and the streams of the user's channel opened before."""
     token = session.get(SESSION_KEY)
     if isinstance(token, str):
         db.session.execute(
             sa.delete(LoginSession).where(LoginSession.token_hash == _digest(token))
         )
+    if g.get("user") is not None:
+        _end_private_streams(g.user)
     session.clear()
     g.user = None
 
@@ -83,9 +88,17 @@ def log_out() -> None:
 def log_out_everywhere(user: User) -> None:
     """End every login session of ``user``, this browser's included."""
     db.session.execute(sa.delete(LoginSession).where(LoginSession.user_id == user.id))
+    _end_private_streams(user)
     if g.get("user") is user:
         session.clear()
         g.user = None
+
+
+def _end_private_streams(user: User) -> None:
+    """Streams are authorized when they open: end the open ones of the user's
+    channel, in every stream worker, once the logout commits. Those of a login
+    that lives on reconnect and are authorized again."""
+    streams.end_channel(user_channel(user.id))
 
 
 def current_user() -> User | None:

@@ -54,7 +54,12 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 class DatabaseIdConverter(IntegerConverter):
     """``<int:...>`` that matches only ids a database integer column holds:
-    ``/products/99999999999999999999`` is a 404, not an overflow error."""
+    ``/products/99999999999999999999`` is a 404, not an overflow error. Only
+    ASCII digits: Werkzeug's ``\\d`` also takes the digits of other scripts
+    (U+0661, an Arabic-Indic one), which would give every product a second
+    address."""
+
+    regex = r"[0-9]+"
 
     def __init__(
         self,
