@@ -62,15 +62,17 @@ def post_worker_init(worker):
     import gevent
 
     tune_gc()
-    if "flask_patterns.streams" not in getattr(worker.wsgi, "extensions", {}):
-        return
+    from flask import Flask
 
-    from flask_patterns.streams import EventStreams
+    from flask_patterns.streams import close_streams
+
+    if not isinstance(worker.wsgi, Flask):
+        return
 
     def close_streams_on_shutdown():
         while worker.alive:
             gevent.sleep(0.2)
-        closed = EventStreams().close_streams(worker.wsgi)
+        closed = close_streams(worker.wsgi)
         worker.log.info("Closed %d streams before shutting down.", closed)
 
     gevent.spawn(close_streams_on_shutdown)

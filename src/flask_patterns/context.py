@@ -14,6 +14,8 @@ from flask import Flask
 from flask import g
 from flask import has_app_context
 
+__all__ = ["peek_task_state", "pop_task_state", "run_in_task", "task_state"]
+
 _NAMESPACE = "_flask_patterns"
 
 T = t.TypeVar("T")

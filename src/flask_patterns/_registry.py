@@ -1,0 +1,44 @@
+"""The one shape every extension of this package keeps its per-app state in:
+``app.extensions["flask_patterns.<name>"]`` holds the extension's state object,
+registered once and read through :func:`state_of`."""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import Flask
+
+S = t.TypeVar("S")
+
+
+def register(app: Flask, name: str, state: object, *, what: str) -> None:
+    """Keep ``state`` as the state of extension ``name`` on ``app``.
+
+    :param what: the extension's class name, for the error message.
+    :raises RuntimeError: the extension is registered on ``app`` already.
+    """
+    key = f"flask_patterns.{name}"
+    if key in app.extensions:
+        raise RuntimeError(f"{what} is already registered on this app.")
+    app.extensions[key] = state
+
+
+def is_registered(app: Flask, name: str) -> bool:
+    """Whether extension ``name`` is registered on ``app``."""
+    return f"flask_patterns.{name}" in app.extensions
+
+
+def state_of(app: Flask, name: str, kind: type[S], *, what: str) -> S:
+    """The state of extension ``name`` on ``app``.
+
+    :raises RuntimeError: it is not registered there, with how to fix it.
+    """
+    try:
+        state = app.extensions[f"flask_patterns.{name}"]
+    except KeyError:
+        raise RuntimeError(
+            f"{what} is not registered on this app: call init_app(app) on it first."
+        ) from None
+    if not isinstance(state, kind):  # pragma: no cover - another package's value
+        raise RuntimeError(f"app.extensions holds something else for {what}.")
+    return state

@@ -1,0 +1,158 @@
+"""The one subscriber connection of a process: it reads every event published
+on Redis and hands it to the process' fan-out."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+import typing as t
+
+from .events import StoredEvent
+
+if t.TYPE_CHECKING:
+    from .redis import RedisBroker
+
+log = logging.getLogger("flask_patterns.streams")
+
+#: Leads a notification that ends the streams of a channel instead of
+#: carrying an event.
+END_CHANNEL = "end-channel"
+
+
+class Subscriber:
+    """One thread (a greenlet under gevent) per broker and process, started by
+    the first stream. It reconnects with backoff and replays what was published
+    while it was away; a ping every ``health_interval`` seconds that gets no
+    answer within three intervals counts as a dead socket. It keeps the
+    position of the newest event it delivered (:attr:`cursor`), to drop the
+    duplicates a catch-up and the live notifications may both carry."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self.cursor = 0
+        self._thread: threading.Thread | None = None
+        self._listening = threading.Event()
+        self._stopped = threading.Event()
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread if it is not running, and wait (up to 5 s) until it
+        listens."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._listen_forever,
+                    name="flask-patterns-subscriber",
+                    daemon=True,
+                )
+                self._thread.start()
+        self._listening.wait(timeout=5)
+
+    def wait_until_listening(self, timeout: float | None = None) -> bool:
+        return self._listening.wait(timeout)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _listen_forever(self) -> None:
+        import redis
+
+        delay = 0.1
+        first = True
+        while not self._stopped.is_set():
+            try:
+                self._listen(catch_up=not first)
+            except (redis.RedisError, OSError) as error:
+                self._listening.clear()
+                log.warning(
+                    "Event subscriber lost Redis (%s); retrying in %.1fs.", error, delay
+                )
+                self._stopped.wait(delay * (0.5 + random.random()))  # noqa: S311
+                delay = min(delay * 2, 5.0)
+                first = False
+                continue
+            delay = 0.1
+
+    def _listen(self, *, catch_up: bool) -> None:
+        pubsub = self.broker.client.pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        try:
+            pubsub.subscribe(self.broker.notify_key)
+            while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
+                pass
+            if catch_up:
+                self._catch_up()
+            else:
+                self.cursor = self.broker.newest_position()
+            self._listening.set()
+            self._pump(pubsub)
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    def _pump(self, pubsub: t.Any) -> None:
+        interval = self.broker.health_interval
+        last_heard = last_ping = time.monotonic()
+        while not self._stopped.is_set():
+            message = pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)
+            now = time.monotonic()
+            if message is not None:
+                last_heard = now
+                if message["type"] == "message":
+                    self.deliver(message["data"])
+            if now - last_ping >= interval:
+                pubsub.ping()
+                last_ping = now
+            if now - last_heard > 3 * interval:
+                raise OSError("no answer on the subscriber connection")
+
+    def deliver(self, payload: bytes) -> None:
+        """Hand one notification to the fan-out: an event, or the word to end
+        the streams of a channel."""
+        message = json.loads(payload)
+        fan_out = self.broker.fan_out
+        if len(message) == 2 and message[0] == END_CHANNEL:
+            fan_out.close_channel(message[1])
+            return
+        event_id, channel, data, event = message
+        position = int(event_id)
+        # An old position is a duplicate of the catch-up, unless the history
+        # itself went back (FLUSHDB, a restart without persistence).
+        if position <= self.cursor and not self._reset_if_history_lost():
+            return
+        self.cursor = position
+        fan_out.deliver(StoredEvent(event_id, channel, data, event or None))
+
+    def _reset_if_history_lost(self) -> bool:
+        """If Redis' sequence went back behind what this process delivered,
+        close the streams (their clients come back and get a reset) and say
+        so."""
+        sequence = self.broker.newest_position()
+        if sequence >= self.cursor:
+            return False
+        log.warning("Redis lost the event history; closing streams to reset them.")
+        self.cursor = sequence
+        self.broker.fan_out.close_all()
+        return True
+
+    def _catch_up(self) -> None:
+        """Deliver what was published while the connection was away."""
+        if self._reset_if_history_lost():
+            return
+        fan_out = self.broker.fan_out
+        channels = fan_out.channels()
+        if not channels:
+            self.cursor = self.broker.newest_position()
+            return
+        replay = self.broker.replay(channels, self.cursor)
+        for stored in replay.events:
+            self.cursor = max(self.cursor, stored.position)
+            fan_out.deliver(stored)
+        log.info("Event subscriber caught up %d events.", len(replay.events))

@@ -1,0 +1,217 @@
+"""The Flask extension: publish after the commit, build the stream responses."""
+
+from __future__ import annotations
+
+import functools
+import math
+import typing as t
+from dataclasses import dataclass
+
+from flask import current_app
+from flask import Flask
+from flask import has_request_context
+from flask import request
+from flask import Response
+from werkzeug.exceptions import TooManyRequests
+
+from .._registry import is_registered
+from .._registry import register
+from .._registry import state_of
+from ..db import after_commit
+from . import access
+from .broker import Broker
+from .events import check_channel
+from .listener import DEFAULT_QUEUE_LIMIT
+from .memory import MemoryBroker
+from .response import stream_response
+from .response import StreamSettings
+from .slots import ClientKey
+from .slots import ClientSlots
+from .slots import DEFAULT_MAX_PER_CLIENT
+from .slots import remote_address
+
+__all__ = [
+    "EventStreams",
+    "StreamsState",
+    "close_streams",
+    "streams_state",
+]
+
+_NAME = "streams"
+_RENAMED = {"PATTERNS_STREAMS_QUEUE": "PATTERNS_STREAMS_QUEUE_LIMIT"}
+
+
+@dataclass(frozen=True)
+class StreamsState:
+    """What :class:`EventStreams` keeps per app."""
+
+    broker: Broker
+    client_key: ClientKey
+    slots: ClientSlots
+
+
+def streams_state(app: Flask) -> StreamsState:
+    """The state :class:`EventStreams` registered on ``app``."""
+    return state_of(app, _NAME, StreamsState, what="EventStreams")
+
+
+def close_streams(app: Flask) -> int:
+    """End every open stream of ``app`` in this process, each with a
+    reconnection delay spread over a few seconds, so that clients come back to
+    the next process spread out; returns their number (0 for an app without
+    :class:`EventStreams`). Call it when a worker shuts down."""
+    if not is_registered(app, _NAME):
+        return 0
+    return streams_state(app).broker.close_streams()
+
+
+class EventStreams:
+    """Publish events to the app's broker, after the current task commits.
+
+    :param app: register on this app at once, or later with :meth:`init_app`.
+    :param broker: the broker to use; a :class:`MemoryBroker` if not given.
+    :param client_key: who opens a stream, for the cap of
+        ``PATTERNS_STREAMS_MAX_PER_CLIENT`` open streams each: a function of
+        the current request, by default its remote address. An app with logins
+        passes one that names the user when there is one.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        broker: Broker | None = None,
+        client_key: ClientKey = remote_address,
+    ) -> None:
+        self._broker = broker
+        self._client_key = client_key
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        broker: Broker | None = None,
+        client_key: ClientKey | None = None,
+    ) -> None:
+        """Register on ``app``; ``broker`` and ``client_key`` override the ones
+        given at creation."""
+        for old, new in _RENAMED.items():
+            if old in app.config:
+                raise RuntimeError(f"{old} is now called {new}: rename the setting.")
+        app.config.setdefault("PATTERNS_STREAMS_HEARTBEAT", 15.0)
+        app.config.setdefault("PATTERNS_STREAMS_RETRY_MS", 3000)
+        app.config.setdefault("PATTERNS_STREAMS_MAX_LIFETIME", 3600.0)
+        app.config.setdefault("PATTERNS_STREAMS_QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)
+        app.config.setdefault("PATTERNS_STREAMS_PUBLIC_CHANNELS", ())
+        app.config.setdefault("PATTERNS_STREAMS_TOKEN_COOKIE", "stream_token")
+        app.config.setdefault("PATTERNS_STREAMS_TOKEN_MAX_AGE", 24 * 3600)
+        app.config.setdefault("PATTERNS_STREAMS_MAX_PER_CLIENT", DEFAULT_MAX_PER_CLIENT)
+        state = StreamsState(
+            broker=broker or self._broker or MemoryBroker(),
+            client_key=client_key or self._client_key,
+            slots=ClientSlots(),
+        )
+        register(app, _NAME, state, what="EventStreams")
+
+    @property
+    def broker(self) -> Broker:
+        """The current app's broker."""
+        return streams_state(current_app).broker
+
+    def open_streams(self, client: str) -> int:
+        """How many streams ``client`` (a value of ``client_key``) holds open
+        in this process."""
+        return streams_state(current_app).slots.held(client)
+
+    def publish(self, channel: str, data: object, *, event: str | None = None) -> None:
+        """Publish once the current task's transaction commits (at once if none
+        is open); nothing is published if it rolls back."""
+        check_channel(channel)
+        after_commit(functools.partial(self.broker.publish, channel, data, event=event))
+
+    def end_channel(self, channel: str) -> None:
+        """End the open streams that carry ``channel``, in every process, once
+        the current task commits: call it when the right to read the channel
+        ends (a logout), so that no stream opened before keeps delivering it.
+        Each ends with a retry hint, and is authorized anew when it
+        reconnects."""
+        check_channel(channel)
+        after_commit(functools.partial(self.broker.end_channel, channel))
+
+    def response(self, *channels: str, last_event_id: str | None = None) -> Response:
+        """A ``text/event-stream`` response carrying the events of ``channels``.
+
+        A reconnecting client gets every retained event after its
+        ``Last-Event-ID`` header (or ``last_event_id`` query parameter, for a
+        fresh page), then the live ones, with no gap and no duplicate; if events
+        it never saw are no longer retained, it gets a ``reset`` event first.
+        In a request, a private channel the request's token does not grant is a
+        403, and a client over its cap a 429, before anything streams. The
+        stream holds no database connection and needs no app context.
+        """
+        if not channels:
+            raise ValueError("A stream needs at least one channel.")
+        for channel in channels:
+            check_channel(channel)
+        settings = _settings()
+        give_back = _nothing
+        if has_request_context():
+            access.authorize(channels)
+            if last_event_id is None:
+                last_event_id = request.headers.get(
+                    "Last-Event-ID"
+                ) or request.args.get("last_event_id")
+            give_back = _take_slot(settings)
+        return stream_response(
+            self.broker, channels, last_event_id, settings, give_back
+        )
+
+    def channel_token(self, *channels: str) -> str:
+        """A signed token that grants the private ``channels`` until
+        ``PATTERNS_STREAMS_TOKEN_MAX_AGE`` seconds have passed. Send it as the
+        ``X-Stream-Token`` header or in the ``stream_token`` cookie (an
+        ``EventSource`` sends cookies, not headers), never in the URL: URLs end
+        up in access logs. Needs :class:`~flask_patterns.tokens.Tokens`."""
+        return access.channel_token(*channels)
+
+    def granted_channels(self) -> frozenset[str]:
+        """The private channels the current request's stream token grants: none
+        without a token, or with one that is invalid or expired."""
+        return access.granted_channels()
+
+    def close_streams(self, app: Flask) -> int:
+        """Same as the module's :func:`close_streams`."""
+        return close_streams(app)
+
+
+def _settings() -> StreamSettings:
+    config = current_app.config
+    return StreamSettings(
+        heartbeat=float(config["PATTERNS_STREAMS_HEARTBEAT"]),
+        retry_ms=int(config["PATTERNS_STREAMS_RETRY_MS"]),
+        lifetime=float(config["PATTERNS_STREAMS_MAX_LIFETIME"]),
+        queue_limit=int(config["PATTERNS_STREAMS_QUEUE_LIMIT"]),
+    )
+
+
+def _nothing() -> None:
+    pass
+
+
+def _take_slot(settings: StreamSettings) -> t.Callable[[], None]:
+    """One of the client's open streams in this process, or 429 with a
+    ``Retry-After`` of a heartbeat: by then the server has written to every
+    stream once and noticed the ones whose clients left."""
+    limit = current_app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"]
+    if not limit:
+        return _nothing
+    state = streams_state(current_app)
+    give_back = state.slots.take(state.client_key(), int(limit))
+    if give_back is None:
+        raise TooManyRequests(
+            f"Too many open streams: at most {int(limit)} per client.",
+            retry_after=max(1, math.ceil(settings.heartbeat)),
+        )
+    return give_back

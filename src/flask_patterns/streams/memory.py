@@ -1,0 +1,72 @@
+"""A broker inside one process."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from collections import deque
+from operator import attrgetter
+
+from .broker import DEFAULT_HISTORY
+from .broker import FanOutBroker
+from .events import check_channel
+from .events import check_event_name
+from .events import encode_data
+from .events import Replay
+from .events import StoredEvent
+
+__all__ = [
+    "MemoryBroker",
+]
+
+
+class MemoryBroker(FanOutBroker):
+    """A broker inside one process, for development and tests; works under
+    threads and under gevent.
+
+    :param history: how many events each channel keeps for replay.
+    """
+
+    def __init__(self, *, history: int = DEFAULT_HISTORY) -> None:
+        super().__init__()
+        self.history = history
+        self._lock = threading.Lock()
+        self._newest = 0
+        self._channels: dict[str, deque[StoredEvent]] = {}
+        self._trimmed: dict[str, int] = {}
+
+    def publish(self, channel: str, data: object, *, event: str | None = None) -> str:
+        check_channel(channel)
+        check_event_name(event)
+        with self._lock:
+            self._newest += 1
+            stored = StoredEvent(str(self._newest), channel, encode_data(data), event)
+            kept = self._channels.setdefault(channel, deque())
+            kept.append(stored)
+            if len(kept) > self.history:
+                self._trimmed[channel] = kept.popleft().position
+            self.fan_out.deliver(stored)
+        return stored.id
+
+    def events(self, channel: str) -> list[StoredEvent]:
+        """The events ``channel`` still keeps, oldest first."""
+        with self._lock:
+            return list(self._channels.get(channel, ()))
+
+    def replay(self, channels: t.Iterable[str], after: int) -> Replay:
+        with self._lock:
+            channels = list(channels)
+            events = sorted(
+                (
+                    e
+                    for c in channels
+                    for e in self._channels.get(c, ())
+                    if e.position > after
+                ),
+                key=attrgetter("position"),
+            )
+            reset = any(self._trimmed.get(c, 0) > after for c in channels)
+            return Replay(events, reset, self._newest)
+
+    def ping(self) -> None:
+        """A memory broker always answers."""

@@ -1,0 +1,82 @@
+"""The one subscriber connection of a process, through Redis restarts, silent
+sockets and a history that went away."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_patterns.streams import BrokerUnavailable
+from flask_patterns.streams import RedisBroker
+
+from .conftest import open_stream
+from .conftest import redis_stream_app
+
+
+def test_redis_restart_mid_stream_loses_no_event(tmp_path, redis_process):
+    app, broker = redis_stream_app(tmp_path, redis_process.url)
+    publisher = RedisBroker(redis_process.url)
+    staying = open_stream(app, "/streams/activity")
+    first = publisher.publish("activity", "before")
+    assert staying.events(1)[0]["id"] == first
+
+    redis_process.stop()
+    with pytest.raises(BrokerUnavailable):
+        publisher.publish("activity", "while down")
+    redis_process.start()
+    # Published before the subscriber is back: only the catch-up can deliver these.
+    missed = [publisher.publish("activity", n) for n in range(3)]
+    assert [e["id"] for e in staying.events(3)] == missed
+
+    returning = open_stream(app, "/streams/activity", **{"Last-Event-ID": first})
+    assert [e["id"] for e in returning.events(3)] == missed
+    for reader in (staying, returning):
+        reader.close()
+    publisher.close()
+    broker.close()
+
+
+def test_a_half_open_subscriber_socket_is_noticed_and_replaced(
+    tmp_path, redis_process, redis_relay
+):
+    relayed = f"redis://127.0.0.1:{redis_relay.port}/0"
+    app, broker = redis_stream_app(tmp_path, relayed)
+    publisher = RedisBroker(redis_process.url)
+    reader = open_stream(app, "/streams/activity")
+    assert broker.wait_until_subscribed(timeout=5)
+
+    # Only the subscriber's socket stays open through the relay; it goes silent.
+    broker.client.connection_pool.disconnect(inuse_connections=False)
+    redis_relay.freeze()
+    event_id = publisher.publish("activity", "after the freeze")
+    # Pings every 0.2 s, unanswered for 0.6 s: the subscriber reconnects and
+    # catches up from the stream history.
+    assert reader.events(1, timeout=5)[0]["id"] == event_id
+    reader.close()
+    publisher.close()
+    broker.close()
+
+
+def test_streams_are_reset_when_redis_loses_the_history_under_them(tmp_path, redis_url):
+    import redis
+
+    app, broker = redis_stream_app(tmp_path, redis_url)
+    reader = open_stream(app, "/streams/activity")
+    for n in range(3):
+        broker.publish("activity", n)
+    last = reader.events(3)[-1]["id"]
+    redis.Redis.from_url(redis_url).flushdb()
+    broker.publish("activity", "after the flush")  # id 1 again
+    (hint,) = reader.frames(1)
+    assert hint.startswith(b"retry: "), "the stream ends instead of starving"
+    returning = open_stream(app, "/streams/activity", **{"Last-Event-ID": last})
+    assert returning.events(1)[0]["event"] == "reset"
+    returning.close()
+    broker.close()
+
+
+def test_waiting_for_the_subscriber_says_whether_it_listens(redis_process):
+    broker = RedisBroker(redis_process.url)
+    assert broker.wait_until_subscribed(timeout=0.1) is False, "not started yet"
+    broker.subscriber.start()
+    assert broker.wait_until_subscribed(timeout=5) is True
+    broker.close()
