@@ -54,9 +54,9 @@ from werkzeug.test import EnvironBuilder
 
 from bench.report import machine
 from bench.report import write_section
-from flask_patterns.db import _create_engine
-from flask_patterns.db import _normalize_url
 from flask_patterns.db import Database
+from flask_patterns.db.engine import create_engine
+from flask_patterns.db.engine import resolve_url
 
 TARGET = 0.95
 VARIANTS = ("managed", "hand")
@@ -105,7 +105,7 @@ def managed_app(url: str) -> tuple[Flask, sa.Engine]:
 def hand_app(url: str) -> tuple[Flask, sa.Engine]:
     """The same view with a session opened, committed and closed by hand."""
     app = Flask(__name__)
-    engine = _create_engine(_normalize_url(url, app.instance_path), {})
+    engine = create_engine(resolve_url(url, app.instance_path), {})
 
     @app.post("/hit")
     def hit() -> dict[str, int]:
@@ -418,8 +418,8 @@ def method(settings: Settings) -> list[str]:
         " and closes the session in `finally`. It keeps SQLAlchemy's default"
         " `expire_on_commit=True` (the library's session uses `False`); the body"
         " is built before the commit, so neither reloads a row.",
-        "- Both engines come from the library's `_create_engine`: same pool,"
-        " pre-ping, SQLite pragmas and `BEGIN IMMEDIATE`, same statements.",
+        "- Both engines come from the library's"
+        " `flask_patterns.db.engine.create_engine`: same pool, pre-ping, SQLite pragmas and `BEGIN IMMEDIATE`, same statements.",
         "- Each app is called in-process through its WSGI callable with a"
         " prebuilt environ (no HTTP parsing, no sockets); the response body is"
         f" consumed and closed. Run with {threads} thread(s) calling the app.",

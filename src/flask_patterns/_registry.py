@@ -11,16 +11,23 @@ from flask import Flask
 S = t.TypeVar("S")
 
 
+def refuse_second(app: Flask, name: str, *, what: str) -> None:
+    """Raise if extension ``name`` is registered on ``app`` already: call it
+    first in ``init_app``, before anything is built.
+
+    :param what: the extension's class name, for the error message.
+    """
+    if is_registered(app, name):
+        raise RuntimeError(f"{what} is already registered on this app.")
+
+
 def register(app: Flask, name: str, state: object, *, what: str) -> None:
     """Keep ``state`` as the state of extension ``name`` on ``app``.
 
-    :param what: the extension's class name, for the error message.
     :raises RuntimeError: the extension is registered on ``app`` already.
     """
-    key = f"flask_patterns.{name}"
-    if key in app.extensions:
-        raise RuntimeError(f"{what} is already registered on this app.")
-    app.extensions[key] = state
+    refuse_second(app, name, what=what)
+    app.extensions[f"flask_patterns.{name}"] = state
 
 
 def is_registered(app: Flask, name: str) -> bool:

@@ -15,6 +15,7 @@ from flask import Response
 from werkzeug.exceptions import TooManyRequests
 
 from .._registry import is_registered
+from .._registry import refuse_second
 from .._registry import register
 from .._registry import state_of
 from ..db import after_commit
@@ -97,6 +98,7 @@ class EventStreams:
     ) -> None:
         """Register on ``app``; ``broker`` and ``client_key`` override the ones
         given at creation."""
+        refuse_second(app, _NAME, what="EventStreams")
         for old, new in _RENAMED.items():
             if old in app.config:
                 raise RuntimeError(f"{old} is now called {new}: rename the setting.")

@@ -1,0 +1,71 @@
+"""Engines from URLs: the drivers and pool settings a task-per-connection app
+wants, and SQLite made fit for it."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import sqlalchemy as sa
+
+from .sqlite import configure_sqlite
+from .sqlite import SQLiteConnection
+from .sqlite import writer_lock
+
+__all__ = ["create_engine", "resolve_url", "sqlite_file"]
+
+
+def resolve_url(url: str, instance_path: str) -> sa.URL:
+    """``url`` as the engine will use it: ``postgresql://`` with psycopg 3, and
+    a relative SQLite path in ``instance_path``. Pure: creates nothing."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not os.path.isabs(database)
+    ):
+        parsed = parsed.set(database=os.path.join(instance_path, database))
+    return parsed
+
+
+def sqlite_file(url: sa.URL) -> str | None:
+    """The file of a SQLite database on disk, or ``None`` (another database, or
+    one in memory)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
+        return None
+    return url.database
+
+
+def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
+    """An engine for ``url``: pre-ping and LIFO pools, and for a SQLite file
+    its pragmas, real ``BEGIN`` statements and the per-file writer lock.
+
+    ``options`` go to :func:`sqlalchemy.create_engine`, except
+    ``sqlite_busy_timeout_ms`` (5000).
+    """
+    options = dict(options)
+    busy_timeout = options.pop("sqlite_busy_timeout_ms", 5000)
+    sqlite = url.get_backend_name() == "sqlite"
+    in_memory = sqlite and url.database in (None, "", ":memory:")
+    if not in_memory:
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_use_lifo", True)
+    if sqlite and not in_memory and url.get_driver_name() in ("pysqlite", ""):
+        assert url.database is not None
+        lock = writer_lock(url.database)
+        connection_class = type(
+            "SQLiteConnection", (SQLiteConnection,), {"writer_lock": lock}
+        )
+        connect_args = dict(options.get("connect_args", {}))
+        connect_args.setdefault("factory", connection_class)
+        options["connect_args"] = connect_args
+    engine = sa.create_engine(url, **options)
+    if sqlite:
+        configure_sqlite(engine, busy_timeout)
+    return engine

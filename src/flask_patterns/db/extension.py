@@ -1,0 +1,193 @@
+"""The Flask extension: one engine per app, one unit of work per task."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import typing as t
+
+import sqlalchemy as sa
+from flask import current_app
+from flask import Flask
+from flask import has_app_context
+from flask.wrappers import Response
+from werkzeug.utils import import_string
+
+from .._registry import refuse_second
+from .._registry import register
+from . import boundaries
+from .engine import create_engine
+from .engine import resolve_url
+from .engine import sqlite_file
+from .retrying import retrying
+from .state import database_state
+from .state import DatabaseState
+from .state import NAME
+from .tasks import current_unit
+from .tasks import open_unit
+from .tasks import task_started
+from .tasks import units
+from .unit import Boundary
+from .unit import CommitVeto
+from .unit import TaskSession
+from .unit import UnitOfWork
+
+__all__ = ["Database", "default_commit_veto"]
+
+_savepoint_ids = itertools.count(1)
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def default_commit_veto(response: Response) -> bool:
+    """Veto the commit of a request that answered with an error (status >= 400)."""
+    return response.status_code >= 400
+
+
+def _resolve_veto(value: CommitVeto | str | None) -> CommitVeto:
+    if value is None:
+        return default_commit_veto
+    if isinstance(value, str):
+        return t.cast(CommitVeto, import_string(value))
+    return value
+
+
+class Database:
+    """Give every task (request, CLI command, job) one session on a pooled
+    connection, and settle its transaction when the task ends.
+
+    :param app: register on this app at once, or later with :meth:`init_app`.
+    :param url: default for ``PATTERNS_DATABASE_URL``; a relative SQLite path is
+        placed in the instance folder.
+    :param engine_options: passed to :func:`sqlalchemy.create_engine`, over
+        ``PATTERNS_ENGINE_OPTIONS``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        url: str | None = None,
+        engine_options: t.Mapping[str, t.Any] | None = None,
+    ) -> None:
+        self._url = url
+        self._engine_options = dict(engine_options or {})
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Create the engine for ``app`` and hook the task boundaries."""
+        refuse_second(app, NAME, what="Database")
+        app.config.setdefault(
+            "PATTERNS_DATABASE_URL", self._url or "sqlite:///flask_patterns.sqlite"
+        )
+        app.config.setdefault("PATTERNS_ENGINE_OPTIONS", {})
+        app.config.setdefault("PATTERNS_COMMIT_VETO", None)
+        url = resolve_url(app.config["PATTERNS_DATABASE_URL"], app.instance_path)
+        options = {**app.config["PATTERNS_ENGINE_OPTIONS"], **self._engine_options}
+        state = DatabaseState(
+            engine=create_engine(url, options),
+            veto=_resolve_veto(app.config["PATTERNS_COMMIT_VETO"]),
+        )
+        register(app, NAME, state, what="Database")
+        path = sqlite_file(url)
+        if path is not None and path.startswith(app.instance_path + os.sep):
+            os.makedirs(app.instance_path, exist_ok=True)
+        app.before_request(boundaries.begin_request)
+        app.after_request(boundaries.settle_request)
+        app.teardown_request(boundaries.teardown_request)
+        app.teardown_appcontext(boundaries.teardown_task)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The current app's engine."""
+        return database_state(current_app).engine
+
+    def engine_for(self, app: Flask) -> sa.Engine:
+        """The engine of ``app``, usable without an application context."""
+        return database_state(app).engine
+
+    @property
+    def session(self) -> TaskSession:
+        """The current task's session, created on first use."""
+        return current_unit().session
+
+    @property
+    def transaction_open(self) -> bool:
+        """Whether the current task has a transaction open: work done through
+        :attr:`session` now will be committed (or rolled back) at its end. False
+        outside a task, and once the task's transaction is settled (in a streamed
+        body, or a bare ``test_request_context``)."""
+        if not has_app_context():
+            return False
+        current_unit()
+        return open_unit() is not None
+
+    def set_rollback(self, rollback: bool = True) -> None:
+        """Mark the current task's transaction so that it rolls back at the end,
+        whatever the response says (``rollback=False`` clears the mark)."""
+        current_unit().rollback_only = rollback
+
+    @contextlib.contextmanager
+    def savepoint(self) -> t.Iterator[TaskSession]:
+        """A nested transaction in the current task: rolled back with the
+        after-commit callbacks registered inside it if the block raises,
+        released (and its callbacks kept for the commit) if it does not. Once the
+        task's own transaction is settled, it opens a :meth:`transaction`."""
+        if open_unit() is None and task_started():
+            with self.transaction() as session:
+                yield session
+            return
+        unit = current_unit()
+        session = unit.session
+        savepoint = next(_savepoint_ids)
+        nested = session.begin_nested()
+        unit.savepoints.append(savepoint)
+        try:
+            yield session
+        except BaseException:
+            unit.savepoints.remove(savepoint)
+            # A failed flush leaves the savepoint deactivated, not closed: it
+            # still has to be rolled back, or the whole session stays failed.
+            if session.get_nested_transaction() is nested:
+                nested.rollback()
+            unit.drop_savepoint(savepoint)
+            raise
+        unit.savepoints.remove(savepoint)
+        try:
+            nested.commit()
+        except BaseException:
+            unit.drop_savepoint(savepoint)
+            raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> t.Iterator[TaskSession]:
+        """An explicit transaction, like Django's ``atomic()``: committed when the
+        block exits (then its callbacks run) and rolled back if it raises. Inside
+        a transaction that is still open, it is a :meth:`savepoint` instead."""
+        if open_unit() is not None:
+            with self.savepoint() as session:
+                yield session
+            return
+        stack = units()
+        unit = UnitOfWork(self.engine, boundary=Boundary.BLOCK)
+        stack.append(unit)
+        try:
+            yield unit.session
+        except BaseException:
+            unit.rollback()
+            raise
+        else:
+            if unit.rollback_only:
+                unit.rollback()
+            else:
+                unit.commit()
+        finally:
+            stack.remove(unit)
+
+    def retrying(
+        self, attempts: int = 3, *, backoff: float = 0.05
+    ) -> t.Callable[[F], F]:
+        """Same as :func:`flask_patterns.db.retrying.retrying`."""
+        return retrying(attempts, backoff=backoff)

@@ -1,0 +1,27 @@
+"""What :class:`~flask_patterns.db.Database` keeps per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Flask
+
+from .._registry import state_of
+from .unit import CommitVeto
+
+__all__ = ["NAME", "DatabaseState", "database_state"]
+
+#: The extension's name: its state is ``app.extensions["flask_patterns.db"]``.
+NAME = "db"
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    engine: sa.Engine
+    veto: CommitVeto
+
+
+def database_state(app: Flask) -> DatabaseState:
+    """The state :class:`~flask_patterns.db.Database` registered on ``app``."""
+    return state_of(app, NAME, DatabaseState, what="Database")

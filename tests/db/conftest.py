@@ -1,0 +1,105 @@
+"""Views shared by the tests of the unit of work."""
+
+from __future__ import annotations
+
+import pytest
+from flask import abort
+from flask import redirect
+
+from flask_patterns.db import after_commit
+
+from ..conftest import child
+from ..conftest import db
+
+
+class Conflict(Exception):
+    pass
+
+
+@pytest.fixture
+def views(app, probe):
+    """Views that write a row and register a callback, then end in one way each."""
+
+    @app.errorhandler(Conflict)
+    def conflict(error):
+        return "conflict", 409
+
+    @app.errorhandler(500)
+    def server_error(error):
+        return "our own 500 page", 500
+
+    def write_and_register(name):
+        probe.write(name)
+        after_commit(probe.record(name))
+
+    @app.post("/ok")
+    def ok():
+        write_and_register("ok")
+        return "done"
+
+    @app.post("/redirect")
+    def redirected():
+        write_and_register("redirect")
+        return redirect("/ok")
+
+    @app.post("/abort")
+    def aborted():
+        write_and_register("abort")
+        abort(404)
+
+    @app.post("/handled")
+    def handled():
+        write_and_register("handled")
+        raise Conflict()
+
+    @app.post("/returned-500")
+    def returned_500():
+        write_and_register("returned-500")
+        return "broken", 500
+
+    @app.post("/unhandled")
+    def unhandled():
+        write_and_register("unhandled")
+        raise LookupError("boom")
+
+    @app.post("/dangling")
+    def dangling():
+        write_and_register("dangling")
+        db.session.execute(child.insert().values(item_id=999_999))
+        return "looks fine"
+
+    @app.post("/doomed")
+    def doomed():
+        write_and_register("doomed")
+        db.set_rollback()
+        return "rendered, but rolled back"
+
+    return app
+
+
+class ForcedError(Exception):
+    pass
+
+
+@pytest.fixture
+def task(app):
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def do(probe):
+    def do(number, robust=True):
+        probe.write(str(number))
+        after_commit(probe.record(number), robust=robust)
+
+    return do
+
+
+@pytest.fixture
+def assert_done(probe):
+    def assert_done(numbers):
+        assert probe.ran == numbers
+        assert probe.rows() == [str(n) for n in numbers]
+
+    return assert_done
