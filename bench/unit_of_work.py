@@ -419,7 +419,8 @@ def method(settings: Settings) -> list[str]:
         " `expire_on_commit=True` (the library's session uses `False`); the body"
         " is built before the commit, so neither reloads a row.",
         "- Both engines come from the library's"
-        " `flask_patterns.db.engine.create_engine`: same pool, pre-ping, SQLite pragmas and `BEGIN IMMEDIATE`, same statements.",
+        " `flask_patterns.db.engine.create_engine`: same pool, pre-ping, SQLite"
+        " pragmas and `BEGIN IMMEDIATE`, same statements.",
         "- Each app is called in-process through its WSGI callable with a"
         " prebuilt environ (no HTTP parsing, no sockets); the response body is"
         f" consumed and closed. Run with {threads} thread(s) calling the app.",
