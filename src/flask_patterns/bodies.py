@@ -38,6 +38,9 @@ from werkzeug.exceptions import LengthRequired
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import UnsupportedMediaType
 
+from ._registry import refuse_second
+from ._registry import register
+
 __all__ = [
     "CHUNK_SIZE",
     "Bodies",
@@ -50,12 +53,18 @@ __all__ = [
     "stream_body",
 ]
 
-_EXTENSION = "flask_patterns.bodies"
+_NAME = "bodies"
 _MARK = "_flask_patterns_stream_body"
 #: How much of the body is read (and held in memory) at a time.
 CHUNK_SIZE = 64 * 1024
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+@dataclass(frozen=True)
+class _BodiesState:
+    #: The request class installed: Flask's, or the app's own, made streaming.
+    request_class: type[Request]
 
 
 @dataclass(frozen=True)
@@ -184,8 +193,7 @@ class Bodies:
 
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``."""
-        if _EXTENSION in app.extensions:
-            raise RuntimeError("A Bodies extension is already registered on this app.")
+        refuse_second(app, _NAME, what="Bodies")
         base = app.request_class
         if base is Request:
             app.request_class = StreamingRequest
@@ -194,7 +202,7 @@ class Bodies:
                 type[Request],
                 type(f"Streaming{base.__name__}", (StreamingRequest, base), {}),
             )
-        app.extensions[_EXTENSION] = app.request_class
+        register(app, _NAME, _BodiesState(app.request_class), what="Bodies")
 
 
 def stream_body(

@@ -20,6 +20,7 @@ import random
 import time
 import typing as t
 import uuid
+from dataclasses import dataclass
 
 import click
 import sqlalchemy as sa
@@ -27,6 +28,8 @@ from flask import current_app
 from flask import Flask
 from flask.cli import AppGroup
 
+from ._registry import refuse_second
+from ._registry import register
 from .db import after_commit
 from .db import Database
 
@@ -34,7 +37,7 @@ __all__ = ["Message", "Outbox", "metadata", "outbox_table"]
 
 log = logging.getLogger("flask_patterns.outbox")
 
-_EXTENSION = "flask_patterns.outbox"
+_NAME = "outbox"
 
 #: Holds :data:`outbox_table`; create it with ``metadata.create_all(engine)``.
 metadata = sa.MetaData()
@@ -89,6 +92,12 @@ def _deliverable(now: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
+@dataclass(frozen=True)
+class _OutboxState:
+    #: The outbox registered; its handlers serve every app it is registered on.
+    outbox: Outbox
+
+
 class Outbox:
     """Write messages in the current task's transaction and deliver them after
     it commits, at least once.
@@ -107,13 +116,12 @@ class Outbox:
 
     def init_app(self, app: Flask) -> None:
         """Register on ``app`` and add the ``flask outbox`` commands."""
-        if _EXTENSION in app.extensions:
-            raise RuntimeError("An Outbox is already registered on this app.")
+        refuse_second(app, _NAME, what="Outbox")
         app.config.setdefault("PATTERNS_OUTBOX_LEASE", 60.0)
         app.config.setdefault("PATTERNS_OUTBOX_MAX_ATTEMPTS", 10)
         app.config.setdefault("PATTERNS_OUTBOX_BACKOFF", 2.0)
         app.config.setdefault("PATTERNS_OUTBOX_BACKOFF_CAP", 3600.0)
-        app.extensions[_EXTENSION] = self
+        register(app, _NAME, _OutboxState(outbox=self), what="Outbox")
         app.cli.add_command(self._commands())
 
     def handler(

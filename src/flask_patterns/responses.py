@@ -23,9 +23,12 @@ from flask import Response
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.wrappers import Response as BaseResponse
 
+from ._registry import refuse_second
+from ._registry import register
+
 __all__ = ["JSONResponses", "ObjectJSONProvider", "is_json_object"]
 
-_EXTENSION = "flask_patterns.responses"
+_NAME = "responses"
 #: Settings of the provider being replaced that the new one keeps.
 _PROVIDER_SETTINGS = ("ensure_ascii", "sort_keys", "compact", "mimetype")
 #: What Flask's ``make_response`` converts by itself (besides callables).
@@ -102,15 +105,12 @@ class JSONResponses:
 
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``."""
-        if _EXTENSION in app.extensions:
-            raise RuntimeError(
-                "A JSONResponses extension is already registered on this app."
-            )
+        refuse_second(app, _NAME, what="JSONResponses")
         provider = _install_provider(app)
         app.make_response = functools.partial(  # type: ignore[method-assign]
             _make_response, app.make_response, app
         )
-        app.extensions[_EXTENSION] = _ResponsesState(provider=provider)
+        register(app, _NAME, _ResponsesState(provider=provider), what="JSONResponses")
 
 
 def _install_provider(app: Flask) -> ObjectJSONProvider:

@@ -32,6 +32,10 @@ from flask import Flask
 from itsdangerous import BadData
 from itsdangerous import URLSafeTimedSerializer
 
+from ._registry import refuse_second
+from ._registry import register
+from ._registry import state_of
+
 __all__ = [
     "TokenError",
     "TokenExpired",
@@ -41,7 +45,7 @@ __all__ = [
     "loads",
 ]
 
-_EXTENSION = "flask_patterns.tokens"
+_NAME = "tokens"
 _SALT_PREFIX = "flask_patterns.tokens:"
 _FINGERPRINT_BYTES = 16
 #: What ``URLSafeTimedSerializer`` makes: a payload (led by ``.`` when
@@ -92,11 +96,10 @@ class Tokens:
 
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``."""
-        if _EXTENSION in app.extensions:
-            raise RuntimeError("A Tokens extension is already registered on this app.")
+        refuse_second(app, _NAME, what="Tokens")
         app.config.setdefault("PATTERNS_TOKEN_MAX_LENGTH", 4096)
         max_length = int(app.config["PATTERNS_TOKEN_MAX_LENGTH"])
-        app.extensions[_EXTENSION] = _TokensState(max_length=max_length)
+        register(app, _NAME, _TokensState(max_length=max_length), what="Tokens")
 
     def dumps(
         self, purpose: str, value: t.Any, *, fingerprint: Fingerprint | None = None
@@ -189,13 +192,7 @@ def loads(
 
 def _state() -> _TokensState:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        return t.cast(_TokensState, app.extensions[_EXTENSION])
-    except KeyError:
-        raise RuntimeError(
-            "The Tokens extension is not registered on this app:"
-            " call tokens.init_app(app) first."
-        ) from None
+    return state_of(app, _NAME, _TokensState, what="Tokens")
 
 
 def _signing_keys() -> list[bytes]:
