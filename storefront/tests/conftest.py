@@ -63,6 +63,26 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
+def csrf_token(client: FlaskClient, path: str = "/signup") -> str:
+    """The CSRF token of the form on ``path``."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None, f"no form with a CSRF token on {path}"
+    return found[1]
+
+
+def mail_bodies(app: Flask) -> list[str]:
+    """The bodies of the mail delivered to the development mailbox."""
+    import sqlalchemy as sa
+
+    from storefront.models import SentMail
+
+    with db.engine_for(app).connect() as connection:
+        return list(connection.scalars(sa.select(SentMail.body)))
+
+
 def add_user(app: Flask, email: str, **fields: t.Any) -> int:
     """An active user (password ``storefront``); returns its id."""
     import datetime as dt

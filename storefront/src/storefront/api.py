@@ -47,8 +47,9 @@ def http_error(error: HTTPException) -> ResponseReturnValue:
     return {"error": error.name, "message": error.description}, error.code or 500
 
 
-def login_required(view: F) -> F:
-    """Answer 401 to anonymous clients (the pages' version redirects)."""
+def api_login_required(view: F) -> F:
+    """Answer 401 JSON to anonymous clients; the pages' ``logins.login_required``
+    redirects them to the login form instead."""
 
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
@@ -61,7 +62,7 @@ def login_required(view: F) -> F:
 
 def staff_only(view: F) -> F:
     """Answer 403 to a logged-in user who is not staff; put it under
-    :func:`login_required`."""
+    :func:`api_login_required`."""
 
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
@@ -74,7 +75,7 @@ def staff_only(view: F) -> F:
 
 def csrf_protected(view: F) -> F:
     """Check the CSRF token (header or form) when the view is called: put it
-    under :func:`login_required` on a view exempt from the automatic check."""
+    under :func:`api_login_required` on a view exempt from the automatic check."""
 
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
@@ -103,7 +104,7 @@ def product(product_id: int) -> Product:
 
 
 @bp.get("/orders")
-@login_required
+@api_login_required
 def orders() -> list[Order]:
     mine = db.session.scalars(
         sa.select(Order).where(Order.user_id == g.user.id).order_by(Order.id.desc())
@@ -112,7 +113,7 @@ def orders() -> list[Order]:
 
 
 @bp.put("/products/<int:product_id>/image")
-@login_required
+@api_login_required
 @staff_only
 @csrf_protected
 @stream_body(max_size=MAX_IMAGE_SIZE, content_types=IMAGE_TYPES)
