@@ -1,14 +1,20 @@
-"""What every benchmark shares: the description of the machine, a free port, and
-rewriting its own section of BENCHMARKS.md while keeping the others."""
+"""What every benchmark shares: the description of the machine, a free port,
+its report options, and rewriting its own section of BENCHMARKS.md while keeping
+the others."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
 import re
 import socket
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 INTRO = """\
 # Benchmarks
@@ -53,3 +59,40 @@ def write_section(path: Path, text: str, start_mark: str, end_mark: str) -> None
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One benchmark's section of the report, between its two marks."""
+
+    name: str
+
+    @property
+    def start(self) -> str:
+        return f"<!-- {self.name}:start -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.name}:end -->"
+
+    def write(self, path: Path, text: str) -> None:
+        """Replace this section of ``path``, keeping the others."""
+        write_section(path, text, self.start, self.end)
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """``--report PATH`` (BENCHMARKS.md) and ``--no-report`` (print only)."""
+    parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--no-report", action="store_true", help="print only")
+
+
+def report_path(args: argparse.Namespace) -> Path | None:
+    """Where the run's section goes, or ``None`` to print only."""
+    return None if args.no_report else Path(args.report)
+
+
+def echoed_arguments(argv: list[str] | None) -> str:
+    """The command's arguments as the report quotes them (``--no-report`` left
+    out), each led by a space."""
+    given = sys.argv[1:] if argv is None else argv
+    return "".join(f" {arg}" for arg in given if arg != "--no-report")

@@ -52,14 +52,15 @@ from dataclasses import field
 from importlib import metadata
 from pathlib import Path
 
+from bench.report import add_report_options
+from bench.report import echoed_arguments
 from bench.report import free_port
 from bench.report import machine
-from bench.report import write_section
+from bench.report import report_path
+from bench.report import Section
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "BENCHMARKS.md"
-START_MARK = "<!-- static-files:start -->"
-END_MARK = "<!-- static-files:end -->"
+SECTION = Section("static-files")
 ASSET = "style.css"
 IMMUTABLE = "public, max-age=31536000, immutable"
 SERVERS = ("app", "nginx")
@@ -350,7 +351,7 @@ def section(results: list[Result], settings: Settings, asset: str, size: int) ->
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     software = ", ".join(f"{k} {v}" for k, v in settings.versions.items())
     parts = [
-        START_MARK,
+        SECTION.start,
         "## Static files: a hashed asset from the app (gunicorn) vs. nginx",
         "",
         f"- Date: {now}",
@@ -386,14 +387,9 @@ def section(results: list[Result], settings: Settings, asset: str, size: int) ->
         "Requests per second, round by round:",
         "",
         *rounds_table(results),
-        END_MARK,
+        SECTION.end,
     ]
     return "\n".join(parts) + "\n"
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping the others."""
-    write_section(path, text, START_MARK, END_MARK)
 
 
 # Command line.
@@ -404,12 +400,11 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--no-report", action="store_true", help="print only")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     settings = Settings(args.rounds, args.duration, args.connections)
-    given = sys.argv[1:] if argv is None else argv
-    settings.arguments = "".join(f" {arg}" for arg in given if arg != "--no-report")
-    return settings, None if args.no_report else REPORT
+    settings.arguments = echoed_arguments(argv)
+    return settings, report_path(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             results = measure(urls, settings)
     print("\n" + "\n".join(summary_table(results)))
     if report is not None:
-        write_report(report, section(results, settings, asset, len(expected)))
+        SECTION.write(report, section(results, settings, asset, len(expected)))
         print(f"\nWrote {report.name}.")
     return 0
 

@@ -45,8 +45,6 @@ import math
 import os
 import platform
 import re
-import resource
-import select
 import shutil
 import signal
 import socket
@@ -64,14 +62,23 @@ from pathlib import Path
 
 import redis
 
+from bench.jsonlines import JsonLines
+from bench.procfs import alive
+from bench.procfs import busy_seconds
+from bench.procfs import children
+from bench.procfs import cpu_seconds
+from bench.procfs import established
+from bench.procfs import rss_kib
+from bench.procfs import socket_inodes
+from bench.procfs import this_process_cpu
+from bench.report import add_report_options
 from bench.report import free_port
 from bench.report import machine
-from bench.report import write_section
+from bench.report import report_path
+from bench.report import Section
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "BENCHMARKS.md"
-START_MARK = "<!-- streams:start -->"
-END_MARK = "<!-- streams:end -->"
+SECTION = Section("streams")
 STREAM_CONFIG = ROOT / "deploy" / "gunicorn" / "stream.conf.py"
 DEFAULT_FLASK_SSE_PYTHON = "/tmp/flask-sse-venv/bin/python"
 WORKER_CONNECTIONS = 12_000
@@ -187,17 +194,6 @@ class Run:
 # Processes.
 
 
-def children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(x) for x in text.split()]
-    return []
-
-
-def alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
-
-
 def gunicorn_command(python: str, app: str, port: int, log: Path) -> list[str]:
     command = [
         python,
@@ -296,77 +292,28 @@ def stop_gunicorn(master: subprocess.Popen[bytes], worker: int) -> None:
             os.kill(worker, signal.SIGKILL)
 
 
-class LoadClient:
+def load_client(port: int, impl: Implementation, n: int, s: Settings) -> JsonLines:
     """The ``bench.sse_client`` process."""
-
-    def __init__(self, port: int, impl: Implementation, n: int, s: Settings) -> None:
-        timeout = s.events * s.interval + s.window + 600
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.sse_client",
-                f"--port={port}",
-                f"--path={impl.path}",
-                f"--streams={n}",
-                f"--mode={impl.mode}",
-                f"--batch={s.batch}",
-                f"--batch-timeout={s.batch_timeout}",
-                f"--window={s.window}",
-                f"--max-seconds={timeout}",
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def read(self, timeout: float) -> dict[str, t.Any]:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError("the load client did not answer in time")
-        return t.cast(dict[str, t.Any], json.loads(line))
-
-    def stop(self) -> dict[str, t.Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write("stop\n")
-        self.process.stdin.flush()
-        return self.read(timeout=120)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+    timeout = s.events * s.interval + s.window + 600
+    return JsonLines(
+        "load client",
+        [
+            sys.executable,
+            "-m",
+            "bench.sse_client",
+            f"--port={port}",
+            f"--path={impl.path}",
+            f"--streams={n}",
+            f"--mode={impl.mode}",
+            f"--batch={s.batch}",
+            f"--batch-timeout={s.batch_timeout}",
+            f"--window={s.window}",
+            f"--max-seconds={timeout}",
+        ],
+    )
 
 
 # Measuring the worker.
-
-
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_seconds() -> float:
-    """CPU time the whole machine spent busy since boot."""
-    values = [
-        int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]
-    ]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def children_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -380,8 +327,7 @@ class CpuMeter:
     start: dict[str, float] = field(default_factory=dict)
 
     def read(self) -> dict[str, float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        ours = children_seconds() + usage.ru_utime + usage.ru_stime
+        ours = this_process_cpu()
         for pid in self.benchmark:
             with contextlib.suppress(OSError):
                 ours += cpu_seconds(pid)
@@ -403,28 +349,14 @@ class CpuMeter:
         return delta["worker"] / delta["wall"], max(0.0, others) / delta["wall"]
 
 
-def socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    return inodes
-
-
 def ports_to(pid: int, port: int) -> set[int]:
     """Local ports of the process' established TCP connections to ``port``."""
-    inodes = socket_inodes(pid)
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-                parts = line.split()
-                remote_port = int(parts[2].rsplit(":", 1)[1], 16)
-                if remote_port == port and parts[3] == "01" and parts[9] in inodes:
-                    ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
+    inodes = socket_inodes([pid])
+    return {
+        local
+        for inode, (local, remote) in established(pid).items()
+        if remote == port and inode in inodes
+    }
 
 
 def redis_connections(pid: int, client: redis.Redis, port: int) -> int:
@@ -558,7 +490,7 @@ def measure(
     ):
         before = redis_info(client)
         run.rss_before_kib = rss_kib(worker)
-        load = LoadClient(port, impl, run.streams, settings)
+        load = load_client(port, impl, run.streams, settings)
         try:
             open_streams(run, load, client, settings)
             time.sleep(2)
@@ -573,7 +505,7 @@ def measure(
 
 
 def open_streams(
-    run: Run, load: LoadClient, client: redis.Redis, settings: Settings
+    run: Run, load: JsonLines, client: redis.Redis, settings: Settings
 ) -> None:
     batches = math.ceil(run.streams / settings.batch)
     ready = load.read(timeout=batches * settings.batch_timeout + 30)
@@ -589,7 +521,7 @@ def open_streams(
 
 def publish_and_drain(
     run: Run,
-    load: LoadClient,
+    load: JsonLines,
     client: redis.Redis,
     settings: Settings,
     worker: int,
@@ -616,7 +548,7 @@ def publish_and_drain(
     run.published_seqs = result.get("published", [])
     run.published = len(run.published_seqs)
     run.publish_errors = result.get("errors", {})
-    record_deliveries(run, load.stop())
+    record_deliveries(run, load.stop(timeout=120))
 
 
 def record_deliveries(run: Run, done: dict[str, t.Any]) -> None:
@@ -936,7 +868,7 @@ def section(runs: list[Run], settings: Settings) -> str:
     limits = f"`ulimit -n` {os.sysconf('SC_OPEN_MAX')}"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [
-        START_MARK,
+        SECTION.start,
         "## Event streams: flask-patterns vs. Flask-SSE 1.0, one gevent worker",
         "",
         f"- Date: {now}",
@@ -964,14 +896,9 @@ def section(runs: list[Run], settings: Settings) -> str:
         "Connections and limits:",
         "",
         *connections_table(runs),
-        END_MARK,
+        SECTION.end,
     ]
     return "\n".join(parts) + "\n"
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping the others."""
-    write_section(path, text, START_MARK, END_MARK)
 
 
 # Command line.
@@ -1007,8 +934,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     )
     parser.add_argument("--profile", type=Path, help="py-spy stacks go here")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"))
-    parser.add_argument("--report", type=Path, default=REPORT)
-    parser.add_argument("--no-report", action="store_true", help="print only")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     settings = Settings(
@@ -1026,7 +952,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
         py_spy=args.py_spy,
         machine=machine(),
     )
-    return settings, None if args.no_report else args.report
+    return settings, report_path(args)
 
 
 def check_flask_sse(settings: Settings) -> None:
@@ -1061,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + "\n".join(results_table(runs, settings.window)))
     print("\n" + verdict(runs))
     if report is not None:
-        write_report(report, section(runs, settings))
+        SECTION.write(report, section(runs, settings))
         print(f"\nWrote {report.name}.")
     return 0
 

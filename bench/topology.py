@@ -51,7 +51,6 @@ import resource
 import secrets
 import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,10 +65,23 @@ from dataclasses import field
 from importlib import metadata
 from pathlib import Path
 
+from deploy.launch import launch
+from deploy.launch import Launched
+from deploy.launch import stop
+
+from bench.jsonlines import JsonLines
+from bench.procfs import busy_seconds
+from bench.procfs import children
+from bench.procfs import established
+from bench.procfs import own_cpu
+from bench.procfs import socket_inodes
+from bench.procfs import tree_cpu
+from bench.report import add_report_options
+from bench.report import echoed_arguments
 from bench.report import free_port
 from bench.report import machine
-from bench.report import write_section
-from bench.streams import busy_seconds
+from bench.report import report_path
+from bench.report import Section
 from bench.streams import cell
 from bench.streams import counts
 from bench.streams import flask_patterns_version
@@ -78,15 +90,12 @@ from bench.streams import percent
 from bench.streams import redis_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "BENCHMARKS.md"
-START_MARK = "<!-- topology:start -->"
-END_MARK = "<!-- topology:end -->"
+SECTION = Section("topology")
 PAGE = "/products/1"
 STREAM_PATH = "/streams/activity"
 CHANNEL = "activity"
 TARGET = 0.80
 CONDITIONS = ("without", "with")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 VERSIONS = ("Flask", "Werkzeug", "gunicorn", "gevent", "greenlet", "redis")
 
 
@@ -107,22 +116,7 @@ class Settings:
     pools: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Topology:
-    process: subprocess.Popen[bytes]
-    listen: str
-    web_port: int
-    stream_port: int
-    run_dir: Path
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.listen}"
-
-    @property
-    def listen_port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
+Topology = Launched
 
 
 @dataclass
@@ -171,74 +165,6 @@ class Round:
 
 
 # Processes and /proc.
-
-
-def proc_stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def children(pid: int) -> list[int]:
-    """The children of every thread of ``pid``."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-            found += [int(x) for x in text.split()]
-    return found
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants."""
-    pids, index = [pid], 0
-    while index < len(pids):
-        pids += children(pids[index])
-        index += 1
-    return pids
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process, its live descendants and the children they
-    have reaped: counted once each, whatever exits in between."""
-    total = 0
-    for member in tree(pid):
-        with contextlib.suppress(OSError, IndexError):
-            total += sum(int(x) for x in proc_stat(member)[11:15])
-    return total / CLOCK_TICKS
-
-
-def own_cpu(pids: t.Iterable[int]) -> dict[int, float]:
-    """CPU seconds of each process, by pid."""
-    found = {}
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError):
-            found[pid] = sum(int(x) for x in proc_stat(pid)[11:13]) / CLOCK_TICKS
-    return found
-
-
-def socket_inodes(pids: t.Iterable[int]) -> set[str]:
-    inodes = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-    return inodes
-
-
-def established() -> dict[str, tuple[int, int]]:
-    """Inode -> (local port, remote port) of every established TCP socket."""
-    table = {}
-    for name in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[3] == "01":
-                    local = int(parts[1].rsplit(":", 1)[1], 16)
-                    remote = int(parts[2].rsplit(":", 1)[1], 16)
-                    table[parts[9]] = (local, remote)
-    return table
 
 
 def connections(top: Topology) -> dict[str, int]:
@@ -293,72 +219,24 @@ def flush_redis(url: str) -> None:
         client.close()
 
 
-def up_command(listen: str, web: int, stream: int, run_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "deploy/up.py"),
-        "--listen",
-        listen,
-        "--web",
-        f"127.0.0.1:{web}",
-        "--stream",
-        f"127.0.0.1:{stream}",
-        "--run-dir",
-        str(run_dir),
-    ]
-
-
 def start(settings: Settings, run_dir: Path) -> Topology:
     env = {
         **os.environ,
         "STOREFRONT_DATABASE_URL": settings.database_url,
         "STOREFRONT_REDIS_URL": settings.redis_url,
         "STREAM_WORKERS": "1",
-        "PYTHONUNBUFFERED": "1",
         # Every stream of the load client comes from 127.0.0.1: lift the caps
         # on streams per address (nginx) and per client (the app).
-        "NGINX_STREAMS_PER_ADDRESS": "100000",
+        "NGINX_STREAMS_PER_ADDRESS": "65535",  # nginx's largest
         "STOREFRONT_PATTERNS_STREAMS_MAX_PER_CLIENT": "0",
     }
-    listen, web, stream = f"127.0.0.1:{free_port()}", free_port(), free_port()
-    command = up_command(listen, web, stream, run_dir)
-    with (run_dir / "up.log").open("wb") as output:
-        process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    top = Topology(process, listen, web, stream, run_dir)
-    wait_until_up(top)
-    top.pids = {
-        name: pid
-        for name, (pid, _) in json.loads((run_dir / "pids.json").read_text()).items()
-    }
-    return top
-
-
-def wait_until_up(top: Topology) -> None:
-    log, deadline = top.run_dir / "up.log", time.monotonic() + 120
-    while b"is up on" not in log.read_bytes():
-        if top.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                "deploy/up.py did not start:\n" + log.read_text()[-3000:]
-            )
-        time.sleep(0.2)
-
-
-def stop(top: Topology) -> list[str]:
-    """SIGINT to up.py, which stops what it started; return what still runs."""
-    if top.process.poll() is None:
-        top.process.send_signal(signal.SIGINT)
-    try:
-        top.process.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        top.process.kill()
-        top.process.wait()
-        command = up_command(top.listen, top.web_port, top.stream_port, top.run_dir)
-        subprocess.run([*command, "--down"], check=False)
-    return [
-        f"{n} (pid {p})" for n, p in top.pids.items() if Path(f"/proc/{p}").exists()
-    ]
+    return launch(
+        listen_port=free_port(),
+        web_port=free_port(),
+        stream_port=free_port(),
+        run_dir=run_dir,
+        env=env,
+    )
 
 
 @contextlib.contextmanager
@@ -452,40 +330,6 @@ def run_wrk(
     if process.returncode:
         raise RuntimeError(f"wrk exited with {process.returncode}:\n{output}")
     return parse_wrk(output), counted
-
-
-class JsonLines:
-    """A child process that answers one JSON line at a time and stops when it
-    reads ``stop``."""
-
-    def __init__(self, name: str, command: list[str]) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def read(self, timeout: float) -> dict[str, t.Any]:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError(f"the {self.name} did not answer in time")
-        return t.cast(dict[str, t.Any], json.loads(line))
-
-    def stop(self, timeout: float) -> dict[str, t.Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write("stop\n")
-        self.process.stdin.flush()
-        return self.read(timeout)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
 
 
 def stream_client(top: Topology, settings: Settings) -> JsonLines:
@@ -988,7 +832,7 @@ def section(
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     end_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [
-        START_MARK,
+        SECTION.start,
         "## Topology: the product page through nginx, with"
         f" {settings.streams:,} open streams",
         "",
@@ -1019,14 +863,9 @@ def section(
         "Logs:",
         "",
         *logs_lines(logs),
-        END_MARK,
+        SECTION.end,
     ]
     return "\n".join(parts) + "\n"
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping the others."""
-    write_section(path, text, START_MARK, END_MARK)
 
 
 # Command line.
@@ -1042,8 +881,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path | None]:
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--redis-db", type=int, default=10)
-    parser.add_argument("--report", type=Path, default=REPORT)
-    parser.add_argument("--no-report", action="store_true", help="print only")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     settings = Settings(
         rounds=args.rounds,
@@ -1059,9 +897,9 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path | None]:
         database_url=database_url(
             os.environ.get("STOREFRONT_DATABASE_URL", "postgresql://127.0.0.1/x")
         ),
-        arguments="".join(f" {a}" for a in argv if a != "--no-report"),
+        arguments=echoed_arguments(argv),
     )
-    return settings, None if args.no_report else args.report
+    return settings, report_path(args)
 
 
 def run(settings: Settings) -> tuple[list[Round], dict[str, dict[str, int]]]:
@@ -1099,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + verdict(rounds, settings))
     print("\n" + "\n".join(logs_lines(logs)))
     if report is not None:
-        write_report(report, section(rounds, settings, logs))
+        SECTION.write(report, section(rounds, settings, logs))
         print(f"\nWrote {report.name}.")
     return 0
 

@@ -52,8 +52,10 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import Session
 from werkzeug.test import EnvironBuilder
 
+from bench.report import add_report_options
 from bench.report import machine
-from bench.report import write_section
+from bench.report import report_path
+from bench.report import Section
 from flask_patterns.db import Database
 from flask_patterns.db.engine import create_engine
 from flask_patterns.db.engine import resolve_url
@@ -61,9 +63,7 @@ from flask_patterns.db.engine import resolve_url
 TARGET = 0.95
 VARIANTS = ("managed", "hand")
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://127.0.0.1/test")
-REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-START_MARK = "<!-- unit-of-work:start -->"
-END_MARK = "<!-- unit-of-work:end -->"
+SECTION = Section("unit-of-work")
 
 WSGIApp = t.Callable[[dict[str, t.Any], t.Callable[..., t.Any]], t.Iterable[bytes]]
 
@@ -449,7 +449,7 @@ def section(results: list[Result], settings: Settings) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     meets = all(r.ratio >= TARGET for r in results)
     parts = [
-        START_MARK,
+        SECTION.start,
         "## Unit of work: managed session vs. hand-written session",
         "",
         f"- Date: {now}",
@@ -470,14 +470,9 @@ def section(results: list[Result], settings: Settings) -> str:
         "Requests per second, round by round:",
         "",
         *rounds_table(results),
-        END_MARK,
+        SECTION.end,
     ]
     return "\n".join(parts) + "\n"
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path``, keeping the others."""
-    write_section(path, text, START_MARK, END_MARK)
 
 
 # Command line.
@@ -491,7 +486,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--sqlite-requests", type=int, default=2000)
     parser.add_argument("--postgres-requests", type=int, default=1000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--no-report", action="store_true", help="print only")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     settings = Settings(
         rounds=args.rounds,
@@ -501,7 +496,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
         requests={"sqlite": args.sqlite_requests, "postgresql": args.postgres_requests},
         machine=machine(),
     )
-    return settings, None if args.no_report else REPORT
+    return settings, report_path(args)
 
 
 def databases(stack: contextlib.ExitStack, settings: Settings) -> dict[str, str]:
@@ -526,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_backend(url, backend, settings)
     print("\n" + "\n".join(summary_table(results)))
     if report is not None:
-        write_report(report, section(results, settings))
+        SECTION.write(report, section(results, settings))
         print(f"\nWrote {report.name}.")
     return 0
 

@@ -147,13 +147,21 @@ def nginx_user_directive() -> str:
     return f"user {pwd.getpwuid(os.geteuid()).pw_name};"
 
 
+def streams_per_address() -> str:
+    """``NGINX_STREAMS_PER_ADDRESS`` (20), checked: nginx takes 1 to 65535."""
+    value = os.environ.get("NGINX_STREAMS_PER_ADDRESS", "20")
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        fail(f"NGINX_STREAMS_PER_ADDRESS={value!r} must be a number from 1 to 65535.")
+    return value
+
+
 def render_nginx(
     run_dir: Path, args: argparse.Namespace, env: dict[str, str], origin: t.Any
 ) -> Path:
     values = {
         "LISTEN": args.listen,
         "SERVER_NAME": server_names(origin),
-        "STREAMS_PER_ADDRESS": os.environ.get("NGINX_STREAMS_PER_ADDRESS", "20"),
+        "STREAMS_PER_ADDRESS": streams_per_address(),
         "WEB_UPSTREAM": args.web,
         "STREAM_UPSTREAM": args.stream,
         "STATIC_ROOT": env["STOREFRONT_PATTERNS_ASSETS_ROOT"],
@@ -288,6 +296,7 @@ def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
         fail(f"a previous run is recorded in {pid_file}: run 'make down' first.")
     env = settings(run_dir, args.listen)
     origin = public_origin(env)
+    streams_per_address()  # refused before anything starts
     check_postgres(env["STOREFRONT_DATABASE_URL"])
     check_redis(env["STOREFRONT_REDIS_URL"])
     env["WEB_BIND"], env["STREAM_BIND"] = args.web, args.stream

@@ -8,10 +8,7 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import typing as t
 import urllib.parse
@@ -24,25 +21,20 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class Topology:
-    """One running ``deploy/up.py`` and what the tests need to know of it."""
+    """One running ``deploy/up.py`` (see :mod:`deploy.launch`) and what the
+    tests need to know of it."""
 
-    def __init__(self, process, url, run_dir, log, database_url, redis_url):
-        self.process = process
-        self.url = url
-        self.run_dir = run_dir
-        self.log = log
+    def __init__(self, launched, database_url, redis_url):
+        self.launched = launched
+        self.process = launched.process
+        self.url = launched.url
+        self.run_dir = launched.run_dir
+        self.log = launched.log
+        self.pids = launched.pids
         self.database_url = database_url
         self.redis_url = redis_url
-        parts = urllib.parse.urlsplit(url)
+        parts = urllib.parse.urlsplit(self.url)
         self.host, self.port = parts.hostname, parts.port
-
-    def pids(self):
-        return {
-            name: pid
-            for name, (pid, _) in json.loads(
-                (self.run_dir / "pids.json").read_text()
-            ).items()
-        }
 
     def mails(self):
         """Every mail in the outbox, oldest first: (recipient, subject, body,
@@ -84,70 +76,42 @@ class Topology:
 def start_topology(tmp, postgres_server, redis_server, port_factory):
     import redis
     import sqlalchemy as sa
+    from deploy.launch import launch
 
     database = f"storefront_{uuid.uuid4().hex[:10]}"
     database_url = sa.make_url(postgres_server).set(database=database)
     # A database of its own: the other modules' fixtures flush the default one.
     redis_url = redis_server.rsplit("/", 1)[0] + "/12"
     redis.Redis.from_url(redis_url).flushdb()
-    listen = f"127.0.0.1:{port_factory()}"
     env = {
         **os.environ,
         "STOREFRONT_DATABASE_URL": database_url.render_as_string(hide_password=False),
         "STOREFRONT_REDIS_URL": redis_url,
         "WEB_WORKERS": "2",
-        "PYTHONUNBUFFERED": "1",
     }
-    for name in (
-        "STOREFRONT_SMTP_URL",
-        "STOREFRONT_DEV_MAILBOX",
-        "STOREFRONT_PUBLIC_URL",
-    ):
-        env.pop(name, None)
-    log = tmp / "up.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "deploy/up.py"),
-                "--listen",
-                listen,
-                "--web",
-                f"127.0.0.1:{port_factory()}",
-                "--stream",
-                f"127.0.0.1:{port_factory()}",
-                "--run-dir",
-                str(tmp / "run"),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 90
-    while b"is up on" not in log.read_bytes():
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    for unset in ("SMTP_URL", "DEV_MAILBOX", "PUBLIC_URL"):
+        env.pop(f"STOREFRONT_{unset}", None)
+    launched = launch(
+        listen_port=port_factory(),
+        web_port=port_factory(),
+        stream_port=port_factory(),
+        run_dir=tmp / "run",
+        env=env,
+        timeout=90,
+    )
     plain_url = database_url.set(drivername="postgresql")
     return Topology(
-        process,
-        f"http://{listen}",
-        tmp / "run",
-        log,
-        plain_url.render_as_string(hide_password=False),
-        redis_url,
+        launched, plain_url.render_as_string(hide_password=False), redis_url
     )
 
 
 def stop_topology(topology, postgres_server):
     import psycopg
     import sqlalchemy as sa
+    from deploy.launch import stop
 
-    pids = topology.pids()
-    topology.process.send_signal(signal.SIGINT)
-    topology.process.wait(timeout=60)
-    for name, pid in pids.items():
-        assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still runs"
+    left = stop(topology.launched, timeout=60)
+    assert left == [], f"still running: {', '.join(left)}"
     database = sa.make_url(topology.database_url).database
     admin = sa.make_url(postgres_server).set(database="postgres")
     with psycopg.connect(

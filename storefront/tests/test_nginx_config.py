@@ -62,3 +62,16 @@ def test_an_unusable_public_url_stops_make_up_with_the_reason(tmp_path):
     assert result.returncode == 69
     assert "STOREFRONT_PUBLIC_URL='shop.example.com' is not usable" in result.stderr
     assert not (tmp_path / "pids.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "many"])
+def test_a_streams_per_address_nginx_cannot_take_stops_make_up(tmp_path, value):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/up.py"), "--run-dir", str(tmp_path)],
+        env={"NGINX_STREAMS_PER_ADDRESS": value, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 69
+    assert "must be a number from 1 to 65535" in result.stderr

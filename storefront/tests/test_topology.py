@@ -154,7 +154,7 @@ def test_a_stream_pool_restart_loses_no_event_for_a_reconnecting_client(topology
     sender = threading.Thread(target=publish_for, args=(8,))
     sender.start()
     time.sleep(1)
-    os.kill(topology.pids()["stream"], signal.SIGHUP)  # new workers, old ones drain
+    os.kill(topology.pids["stream"], signal.SIGHUP)  # new workers, old ones drain
     sender.join()
     stream.wait_for(lambda: stream.connections >= 2, timeout=20)
     stream.wait_for(lambda: len(stream.events) >= len(published), timeout=20)
@@ -182,7 +182,7 @@ def test_a_web_pool_reload_fails_no_request(topology):
     worker = threading.Thread(target=hammer, args=(8,))
     worker.start()
     time.sleep(2)
-    os.kill(topology.pids()["web"], signal.SIGHUP)
+    os.kill(topology.pids["web"], signal.SIGHUP)
     worker.join()
     assert len(results) > 50
     assert set(results) == {200}, [r for r in results if r != 200][:5]
