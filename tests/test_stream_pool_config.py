@@ -36,3 +36,26 @@ def test_the_stream_pool_defaults():
     config = runpy.run_path(str(CONFIG))
     assert config["worker_class"] == "gevent"
     assert config["gc_threshold"] == 50_000
+
+
+def test_the_stream_pool_serves_apps_of_a_virtualenv_without_flask_patterns(
+    monkeypatch,
+):
+    import sys
+
+    # What the Flask-SSE benchmark runs: the same settings, no flask-patterns.
+    monkeypatch.setitem(sys.modules, "flask_patterns.streams", None)
+    config = runpy.run_path(str(CONFIG))
+    saved = gc.get_threshold()
+    try:
+        config["post_worker_init"](FakeWorker(object()))
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
+def test_closing_the_streams_of_a_wsgi_app_that_is_not_flask_closes_none():
+    from flask_patterns.streams import close_streams
+
+    assert close_streams(lambda environ, start_response: []) == 0

@@ -62,11 +62,9 @@ def post_worker_init(worker):
     import gevent
 
     tune_gc()
-    from flask import Flask
-
-    from flask_patterns.streams import close_streams
-
-    if not isinstance(worker.wsgi, Flask):
+    try:
+        from flask_patterns.streams import close_streams
+    except ImportError:  # an app without flask-patterns (Flask-SSE in the bench)
         return
 
     def close_streams_on_shutdown():

@@ -56,12 +56,13 @@ def streams_state(app: Flask) -> StreamsState:
     return state_of(app, _NAME, StreamsState, what="EventStreams")
 
 
-def close_streams(app: Flask) -> int:
+def close_streams(app: object) -> int:
     """End every open stream of ``app`` in this process, each with a
     reconnection delay spread over a few seconds, so that clients come back to
     the next process spread out; returns their number (0 for an app without
-    :class:`EventStreams`). Call it when a worker shuts down."""
-    if not is_registered(app, _NAME):
+    :class:`EventStreams`, or any WSGI app that is not Flask). Call it when a
+    worker shuts down."""
+    if not isinstance(app, Flask) or not is_registered(app, _NAME):
         return 0
     return streams_state(app).broker.close_streams()
 
