@@ -87,16 +87,16 @@ def test_a_password_reset_ends_every_session(app, runner):
     log_in(app, password="a new password")
 
 
+def change_password(client, *, current, new="a new password"):
+    data = {"current": current, "password": new}
+    return post(client, "/account/password", data, form_page="/account")
+
+
 def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(app, runner):
     runner.invoke(args=["demo"])
     client, other = log_in(app), log_in(app)
     thief = copy_of(app, client)
-    response = post(
-        client,
-        "/account/password",
-        {"current": "storefront", "password": "a new password"},
-        form_page="/account",
-    )
+    response = change_password(client, current="storefront")
     assert response.status_code == 303
     assert logged_in(client), "a new session for the browser that changed it"
     assert not logged_in(thief), "the copy holds the old session"
@@ -106,12 +106,7 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(app, runne
 def test_a_password_change_needs_the_current_password(app, runner):
     runner.invoke(args=["demo"])
     client = log_in(app)
-    response = post(
-        client,
-        "/account/password",
-        {"current": "a guess", "password": "a new password"},
-        form_page="/account",
-    )
+    response = change_password(client, current="a guess")
     assert response.status_code == 400
     assert "current password is wrong" in response.get_data(as_text=True)
     assert logged_in(log_in(app, password="storefront"))
