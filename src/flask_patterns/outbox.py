@@ -207,7 +207,7 @@ class Outbox:
         now = _now()
         query = (
             sa.select(outbox_table.c.id)
-            .where(*_deliverable(now), *self._not_held())
+            .where(*self._claimable(now))
             .order_by(outbox_table.c.id)
             .limit(batch)
         )
@@ -221,7 +221,7 @@ class Outbox:
         lease = now + dt.timedelta(seconds=current_app.config["PATTERNS_OUTBOX_LEASE"])
         claim = (
             outbox_table.update()
-            .where(which, *_deliverable(now), *self._not_held())
+            .where(which, *self._claimable(now))
             .values(claimed_until=lease, attempts=outbox_table.c.attempts + 1)
             .returning(
                 outbox_table.c.id,
@@ -237,9 +237,11 @@ class Outbox:
             return None
         return Message(row.id, row.key, row.kind, json.loads(row.payload), row.attempts)
 
-    def _not_held(self) -> tuple[sa.ColumnElement[bool], ...]:
+    def _claimable(self, now: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:
+        """Deliverable now, and of a kind whose handler is available."""
         held = self.held_kinds()
-        return (outbox_table.c.kind.not_in(held),) if held else ()
+        not_held = (outbox_table.c.kind.not_in(held),) if held else ()
+        return (*_deliverable(now), *not_held)
 
     def _attempt(self, message: Message) -> bool:
         handler = self.handlers.get(message.kind)

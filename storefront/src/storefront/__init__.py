@@ -101,8 +101,9 @@ def flag(name: str, value: object) -> bool:
     turn the mailbox on because a non-empty string is true."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | str) and str(value).strip().lower() in _TRUE + _FALSE:
-        return str(value).strip().lower() in _TRUE
+    word = str(value).strip().lower() if isinstance(value, int | str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
     raise ValueError(
         f"STOREFRONT_{name}={value!r} is not a yes/no value: use true or false."
     )

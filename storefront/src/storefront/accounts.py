@@ -57,8 +57,7 @@ MAILS_PER_ADDRESS = "5 per hour"
 
 
 def _recipient_key() -> str:
-    address = request.form.get("email", "").strip().lower()
-    return hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()
+    return hashlib.sha256(_email().encode("utf-8", "replace")).hexdigest()
 
 
 _mail_to_address = limiter.shared_limit(
@@ -108,7 +107,7 @@ def _mail_next_step(email: str, user: User | None) -> None:
     one, or word that there is no account. One mail whatever the case, so the
     work done does not tell them apart."""
     if user is None:
-        send_mail(email, "no_account", signup=public_url("accounts.signup"))
+        _mail_no_account(email)
     elif user.is_active:
         send_mail(
             email,
@@ -118,6 +117,10 @@ def _mail_next_step(email: str, user: User | None) -> None:
         )
     else:
         _send_activation(user)
+
+
+def _mail_no_account(email: str) -> None:
+    send_mail(email, "no_account", signup=public_url("accounts.signup"))
 
 
 def _send_activation(user: User) -> None:
@@ -297,7 +300,7 @@ def reset_request() -> ResponseReturnValue:
         return _refuse("accounts/reset_request.html", problem)
     user = _find(email)
     if user is None:
-        send_mail(email, "no_account", signup=public_url("accounts.signup"))
+        _mail_no_account(email)
     else:
         token = dumps(RESET, user.id, fingerprint=user.reset_fingerprint)
         send_mail(

@@ -62,7 +62,6 @@ def live_stream() -> Response:
     """The public feed plus the logged-in user's own channel, on one connection.
     The channel needs both the stream token and a live login session of the
     same user: a token left over from before a logout grants nothing."""
-    private = []
-    if g.user is not None and user_channel(g.user.id) in streams.granted_channels():
-        private.append(user_channel(g.user.id))
+    mine = user_channel(g.user.id) if g.user is not None else None
+    private = [mine] if mine in streams.granted_channels() else []
     return streams.response(ACTIVITY, *private)
