@@ -130,12 +130,17 @@ class RedisProcess:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: t.Any = None
 
-    def start(self) -> None:
+    def start(self, *, empty: bool = False) -> None:
+        """Start the server; ``empty`` first removes what it persisted, as a
+        Redis without persistence (or with its disk lost) comes back."""
+        import shutil
         import subprocess
         import time
 
         import redis
 
+        if empty:
+            shutil.rmtree(f"{self.directory}/appendonlydir", ignore_errors=True)
         self.process = subprocess.Popen(
             [
                 t.cast(str, self.binary),
@@ -170,6 +175,13 @@ class RedisProcess:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def kill(self) -> None:
+        """End the server at once (SIGKILL), as a crash would."""
+        if self.process is not None:
+            self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
 

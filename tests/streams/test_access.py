@@ -38,7 +38,10 @@ def test_private_channel_without_a_token_is_refused_before_streaming(private_app
     app, _ = private_app
     response = app.test_client().get("/streams/user:ada")
     assert response.status_code == 403
-    assert "A valid stream token is needed" in response.get_data(as_text=True)
+    message = response.get_data(as_text=True)
+    assert "Channel user:ada is private" in message
+    assert "PATTERNS_STREAMS_PUBLIC_CHANNELS" in message
+    assert "X-Stream-Token header or the stream_token cookie" in message
     assert not response.content_type.startswith("text/event-stream")
 
 

@@ -7,15 +7,20 @@ import json
 import pytest
 
 from flask_patterns.streams import Listener
+from flask_patterns.streams import parse_event_id
 
 from .conftest import history
 
 
 def test_publish_returns_increasing_ids_and_keeps_history(broker):
     ids = [broker.publish("orders", {"n": n}) for n in range(3)]
-    assert len(set(ids)) == 3
-    assert [int(i) for i in ids] == sorted(int(i) for i in ids)
-    assert all(i.isdigit() and len(i) < 20 for i in ids)
+    parsed = [parse_event_id(i) for i in ids]
+    epochs = {epoch for epoch, _ in parsed}
+    assert len(epochs) == 1, "one history"
+    positions = [position for _, position in parsed]
+    assert positions == sorted(set(positions))
+    assert all(len(i) < 16 for i in ids), "short"
+    assert broker.replay(["orders"], 0).epoch in epochs
     assert [i for i, _, _ in history(broker, "orders")] == ids
     assert [json.loads(d) for _, d, _ in history(broker, "orders")] == [
         {"n": 0},
@@ -46,11 +51,11 @@ def test_history_is_bounded(broker):
 
 
 def test_replay_says_when_events_after_a_position_are_gone(broker):
-    first = int(broker.publish("busy", "first"))
+    first = position_of(broker.publish("busy", "first"))
     for n in range(300):
         broker.publish("busy", n)
     assert broker.replay(["busy"], first).reset
-    newest = int(broker.publish("busy", "newest"))
+    newest = position_of(broker.publish("busy", "newest"))
     replay = broker.replay(["busy"], newest - 1)
     assert not replay.reset
     assert [e.data for e in replay.events] == ["newest"]
@@ -62,6 +67,21 @@ def test_replay_of_several_channels_is_in_publish_order(broker):
     replay = broker.replay(["a", "b", "never-published"], 0)
     assert [e.id for e in replay.events] == ids
     assert not replay.reset
+
+
+def test_an_event_published_again_with_its_key_is_published_once(broker):
+    listener = Listener(["orders"])
+    broker.subscribe(listener)
+    first = broker.publish("orders", "once", key="k-1")
+    assert broker.publish("orders", "once", key="k-1") == first
+    other = broker.publish("orders", "twice")
+    assert [i for i, _, _ in history(broker, "orders")] == [first, other]
+    assert [listener.receive(timeout=5).id for _ in range(2)] == [first, other]
+    broker.unsubscribe(listener)
+
+
+def position_of(event_id):
+    return parse_event_id(event_id)[1]
 
 
 @pytest.mark.parametrize("channel", ["", "a b", "a\nb", "a*", "x\0"])

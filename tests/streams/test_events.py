@@ -10,35 +10,51 @@ from flask_patterns.streams import StoredEvent
 from flask_patterns.streams.events import check_channel
 from flask_patterns.streams.events import check_event_name
 from flask_patterns.streams.events import encode_data
+from flask_patterns.streams.events import event_id
+from flask_patterns.streams.events import new_epoch
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("0", 0),
-        ("42", 42),
-        (str(MAX_EVENT_ID), MAX_EVENT_ID),
-        (str(MAX_EVENT_ID + 1), None),
-        (str(2**64 + 1), None),
-        ("9" * 20, None),
-        ("1" * 21, None),
-        ("", None),
+        ("ab12cd-0", ("ab12cd", 0)),
+        ("x-42", ("x", 42)),
+        (f"e-{MAX_EVENT_ID}", ("e", MAX_EVENT_ID)),
+        (f"e-{MAX_EVENT_ID + 1}", None),
+        (f"e-{2**64 + 1}", None),
+        ("e-" + "9" * 19, None),
+        ("e-" + "1" * 20, None),
+        ("e--1", None),
+        ("e-+1", None),
+        ("e-1.0", None),
+        ("e-٣", None),
+        ("E-1", None),
         ("-1", None),
-        ("+1", None),
-        ("1.0", None),
-        ("٣", None),
+        ("42", None),
+        ("a" * 17 + "-1", None),
+        ("e-1\n", None),
+        ("", None),
+        ("../../etc", None),
         (None, None),
     ],
 )
-def test_an_event_id_is_a_position_only_within_what_a_broker_hands_out(value, expected):
+def test_an_event_id_is_an_epoch_and_a_position_within_what_brokers_hand_out(
+    value, expected
+):
     assert parse_event_id(value) == expected
 
 
 def test_a_stored_event_frames_itself_once_with_its_id_and_name():
-    stored = StoredEvent("7", "orders", '{"n":1}', event="purchase")
-    assert stored.frame == b'event: purchase\nid: 7\ndata: {"n":1}\n\n'
+    stored = StoredEvent("k3x-7", "orders", '{"n":1}', event="purchase")
+    assert stored.frame == b'event: purchase\nid: k3x-7\ndata: {"n":1}\n\n'
     assert stored.frame is stored.frame
-    assert stored.position == 7
+    assert (stored.epoch, stored.position) == ("k3x", 7)
+
+
+def test_new_epochs_are_short_and_differ():
+    epochs = {new_epoch() for _ in range(1000)}
+    assert len(epochs) == 1000
+    assert all(parse_event_id(event_id(e, 5)) == (e, 5) for e in epochs)
 
 
 @pytest.mark.parametrize(

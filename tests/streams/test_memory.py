@@ -12,7 +12,13 @@ def test_events_lists_what_a_channel_keeps_oldest_first():
     assert broker.events("never") == []
 
 
-def test_ids_count_up_from_one_across_channels():
+def test_ids_count_up_from_one_across_channels_in_the_brokers_epoch():
     broker = MemoryBroker()
-    assert [broker.publish(c, 0) for c in "aba"] == ["1", "2", "3"]
-    assert broker.replay(["a", "b"], 0).newest_position == 3
+    ids = [broker.publish(c, 0) for c in "aba"]
+    assert ids == [f"{broker.epoch}-{n}" for n in (1, 2, 3)]
+    replay = broker.replay(["a", "b"], 0)
+    assert (replay.epoch, replay.newest_position) == (broker.epoch, 3)
+
+
+def test_each_memory_broker_is_a_history_of_its_own():
+    assert MemoryBroker().epoch != MemoryBroker().epoch

@@ -10,6 +10,7 @@ import pytest
 from flask_patterns.streams import BrokerUnavailable
 from flask_patterns.streams import EventStreams
 from flask_patterns.streams import RedisBroker
+from flask_patterns.streams.redis import KEY_TTL
 
 from .conftest import make_app
 from .conftest import open_stream
@@ -43,7 +44,10 @@ def test_every_key_carries_the_prefix(redis_broker):
     redis_broker.publish("activity", 1)
     client = redis.Redis.from_url(redis_broker.url)
     keys = sorted(key.decode() for key in client.scan_iter())
-    assert keys == ["{limits}:sequence", "{limits}:stream:activity"]
+    assert keys == ["{limits}:history", "{limits}:sequence", "{limits}:stream:activity"]
+    redis_broker.publish("activity", 2, key="k")
+    assert client.exists("{limits}:published:k")
+    assert 0 < client.ttl("{limits}:published:k") <= KEY_TTL
     database = redis_broker.url.rsplit("/", 1)[1]
     assert redis_broker.notify_key == f"{{limits}}:events@{database}"
 

@@ -3,34 +3,73 @@ sockets and a history that went away."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flask_patterns.streams import BrokerUnavailable
+from flask_patterns.streams import parse_event_id
 from flask_patterns.streams import RedisBroker
 
+from .conftest import make_app
 from .conftest import open_stream
 from .conftest import redis_stream_app
 
 
-def test_redis_restart_mid_stream_loses_no_event(tmp_path, redis_process):
-    app, broker = redis_stream_app(tmp_path, redis_process.url)
-    publisher = RedisBroker(redis_process.url)
+def test_a_crash_of_a_redis_that_loses_no_write_loses_no_event(tmp_path, redis_process):
+    # appendfsync always: the history survives the crash, and the broker is
+    # told it may keep its epoch.
+    broker = RedisBroker(redis_process.url, history_survives_restart=True)
+    app = make_app(tmp_path, broker)
+    publisher = RedisBroker(redis_process.url, history_survives_restart=True)
     staying = open_stream(app, "/streams/activity")
     first = publisher.publish("activity", "before")
     assert staying.events(1)[0]["id"] == first
 
-    redis_process.stop()
+    redis_process.kill()
     with pytest.raises(BrokerUnavailable):
         publisher.publish("activity", "while down")
     redis_process.start()
     # Published before the subscriber is back: only the catch-up can deliver these.
     missed = [publisher.publish("activity", n) for n in range(3)]
+    assert {parse_event_id(i)[0] for i in [first, *missed]} == {broker.current()[0]}
     assert [e["id"] for e in staying.events(3)] == missed
 
     returning = open_stream(app, "/streams/activity", **{"Last-Event-ID": first})
     assert [e["id"] for e in returning.events(3)] == missed
     for reader in (staying, returning):
         reader.close()
+    publisher.close()
+    broker.close()
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["with-aof", "empty"])
+def test_a_redis_restart_starts_a_new_history_and_every_stream_resets(
+    tmp_path, redis_process, empty
+):
+    # By default a restart may have lost writes (an older snapshot, a replica
+    # that lagged): the same positions would come back for other events.
+    app, broker = redis_stream_app(tmp_path, redis_process.url)
+    publisher = RedisBroker(redis_process.url)
+    staying = open_stream(app, "/streams/activity")
+    before = [publisher.publish("activity", n) for n in range(3)]
+    assert [e["id"] for e in staying.events(3)] == before
+
+    redis_process.kill()
+    redis_process.start(empty=empty)
+    after = [publisher.publish("activity", f"after {n}") for n in range(5)]
+    assert parse_event_id(after[0])[0] != parse_event_id(before[0])[0]
+    assert staying.rest()[-1].startswith(b"retry: "), "the old stream ends"
+
+    # A client back with its old id (a position that exists again) is reset,
+    # never replayed events of another history.
+    returning = open_stream(app, "/streams/activity", **{"Last-Event-ID": before[0]})
+    (reset,) = returning.events(1)
+    assert (reset["event"], reset["id"]) == ("reset", after[-1])
+    assert json.loads(reset["data"]) == {"reason": "history lost"}
+    newest = publisher.publish("activity", "live")
+    assert returning.events(1)[0]["id"] == newest
+    returning.close()
     publisher.close()
     broker.close()
 

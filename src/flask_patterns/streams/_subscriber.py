@@ -28,20 +28,26 @@ class Subscriber:
     the first stream. It reconnects with backoff and replays what was published
     while it was away; a ping every ``health_interval`` seconds that gets no
     answer within three intervals counts as a dead socket. It keeps the
-    position of the newest event it delivered (:attr:`cursor`), to drop the
-    duplicates a catch-up and the live notifications may both carry."""
+    history's epoch and the position of the newest event it delivered
+    (:attr:`epoch`, :attr:`cursor`), to drop the duplicates a catch-up and the
+    live notifications may both carry, and to notice a history that was lost.
+    """
 
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
+        self.epoch: str | None = None
         self.cursor = 0
         self._thread: threading.Thread | None = None
         self._listening = threading.Event()
+        #: Set once the connection listens or an attempt to listen failed: a
+        #: stream waits for the first listen, never for a Redis that is away.
+        self._tried = threading.Event()
         self._stopped = threading.Event()
         self._start_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the thread if it is not running, and wait (up to 5 s) until it
-        listens."""
+        listens or fails to."""
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -50,7 +56,12 @@ class Subscriber:
                     daemon=True,
                 )
                 self._thread.start()
-        self._listening.wait(timeout=5)
+        self._tried.wait(timeout=5)
+
+    @property
+    def listening(self) -> bool:
+        """Whether the connection listens now."""
+        return self._listening.is_set()
 
     def wait_until_listening(self, timeout: float | None = None) -> bool:
         return self._listening.wait(timeout)
@@ -70,6 +81,7 @@ class Subscriber:
                 self._listen(catch_up=not first)
             except (redis.RedisError, OSError) as error:
                 self._listening.clear()
+                self._tried.set()
                 log.warning(
                     "Event subscriber lost Redis (%s); retrying in %.1fs.", error, delay
                 )
@@ -90,8 +102,9 @@ class Subscriber:
             if catch_up:
                 self._catch_up()
             else:
-                self.cursor = self.broker.newest_position()
+                self.epoch, self.cursor = self.broker.current()
             self._listening.set()
+            self._tried.set()
             self._pump(pubsub)
         finally:
             with contextlib.suppress(Exception):
@@ -121,37 +134,42 @@ class Subscriber:
         if len(message) == 2 and message[0] == END_CHANNEL:
             fan_out.close_channel(message[1])
             return
-        event_id, channel, data, event = message
-        position = int(event_id)
-        # An old position is a duplicate of the catch-up, unless the history
-        # itself went back (FLUSHDB, a restart without persistence).
-        if position <= self.cursor and not self._reset_if_history_lost():
-            return
-        self.cursor = position
-        fan_out.deliver(StoredEvent(event_id, channel, data, event or None))
-
-    def _reset_if_history_lost(self) -> bool:
-        """If Redis' sequence went back behind what this process delivered,
-        close the streams (their clients come back and get a reset) and say
-        so."""
-        sequence = self.broker.newest_position()
-        if sequence >= self.cursor:
-            return False
-        log.warning("Redis lost the event history; closing streams to reset them.")
-        self.cursor = sequence
-        self.broker.fan_out.close_all()
-        return True
+        stored = StoredEvent(message[0], message[1], message[2], message[3] or None)
+        if stored.epoch != self.epoch:
+            # A new history (a flush, a restart): streams of the old one end
+            # as their next event arrives, and their clients get a reset.
+            log.warning(
+                "Redis started a new event history (%s, was %s).",
+                stored.epoch,
+                self.epoch,
+            )
+            self.epoch = stored.epoch
+        elif stored.position <= self.cursor:
+            return  # a duplicate of the catch-up
+        self.cursor = stored.position
+        fan_out.deliver(stored)
 
     def _catch_up(self) -> None:
-        """Deliver what was published while the connection was away."""
-        if self._reset_if_history_lost():
-            return
+        """Deliver what was published while the connection was away; if the
+        history itself was lost meanwhile, close the streams instead (their
+        clients come back and get a reset)."""
         fan_out = self.broker.fan_out
         channels = fan_out.channels()
         if not channels:
-            self.cursor = self.broker.newest_position()
+            self.epoch, self.cursor = self.broker.current()
             return
         replay = self.broker.replay(channels, self.cursor)
+        if replay.epoch != self.epoch or replay.reset:
+            # The history was lost (a flush, a restart), trimmed past what the
+            # streams missed meanwhile, or never known (no listen succeeded
+            # yet): the streams reconnect, and replay or get a reset.
+            if self.epoch is not None:
+                log.warning(
+                    "Redis lost the event history; closing streams to reset them."
+                )
+            self.epoch, self.cursor = replay.epoch, replay.newest_position
+            fan_out.close_all()
+            return
         for stored in replay.events:
             self.cursor = max(self.cursor, stored.position)
             fan_out.deliver(stored)

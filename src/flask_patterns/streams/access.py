@@ -59,5 +59,15 @@ def authorize(channels: t.Iterable[str]) -> None:
     request's token does not grant."""
     public = current_app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"]
     private = {c for c in channels if not any(fnmatchcase(c, p) for p in public)}
-    if private and not private <= granted_channels():
-        abort(403, description="A valid stream token is needed for this stream.")
+    refused = private - granted_channels()
+    if refused:
+        abort(
+            403,
+            description=(
+                f"Channel {sorted(refused)[0]} is private: list it in"
+                " PATTERNS_STREAMS_PUBLIC_CHANNELS, or send a token from"
+                " EventStreams.channel_token() as the X-Stream-Token header or"
+                f" the {current_app.config['PATTERNS_STREAMS_TOKEN_COOKIE']}"
+                " cookie."
+            ),
+        )

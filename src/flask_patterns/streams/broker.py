@@ -28,12 +28,26 @@ class BrokerUnavailable(Exception):
 class Broker(t.Protocol):
     """What :class:`~flask_patterns.streams.EventStreams` needs from a broker."""
 
-    def publish(self, channel: str, data: object, *, event: str | None = None) -> str:
+    #: Whether the broker lives outside the process and can be unreachable:
+    #: events published in a unit of work are then held in the database until
+    #: it answers (see :mod:`flask_patterns.streams.relay`).
+    remote: bool
+
+    def publish(
+        self,
+        channel: str,
+        data: object,
+        *,
+        event: str | None = None,
+        key: str | None = None,
+    ) -> str:
         """Append an event to ``channel``'s history, deliver it to the listeners
-        of every process and return its id."""
+        of every process and return its id. An event published again with the
+        same ``key`` is not appended twice: the first one's id is returned."""
 
     def replay(self, channels: t.Iterable[str], after: int) -> Replay:
-        """The retained events of ``channels`` after position ``after``."""
+        """The retained events of ``channels`` after position ``after``, in
+        the broker's current history (:attr:`Replay.epoch`)."""
 
     def subscribe(self, listener: Listener) -> None:
         """Start delivering the listener's channels to it."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import secrets
+import string
 from dataclasses import dataclass
 
 from ..sse import ServerSentEvent
@@ -16,19 +19,36 @@ __all__ = [
     "check_channel",
     "check_event_name",
     "encode_data",
+    "event_id",
+    "new_epoch",
     "parse_event_id",
 ]
 
-#: The largest id a broker hands out (Redis' INCR stops at a signed 64-bit
-#: integer); a larger ``Last-Event-ID`` is not one of ours.
+#: The largest position a broker hands out (Redis' INCR stops at a signed
+#: 64-bit integer); a larger ``Last-Event-ID`` is not one of ours.
 MAX_EVENT_ID = 2**63 - 1
+
+_EPOCH_ALPHABET = string.ascii_lowercase + string.digits
+_EVENT_ID = re.compile(r"([a-z0-9]{1,16})-([0-9]{1,19})", re.ASCII)
+
+
+def new_epoch() -> str:
+    """A fresh history epoch: six random letters and digits (2 billion
+    values), so that two histories practically never share one."""
+    return "".join(secrets.choice(_EPOCH_ALPHABET) for _ in range(6))
+
+
+def event_id(epoch: str, position: int) -> str:
+    """The id of the event at ``position`` in the history ``epoch``."""
+    return f"{epoch}-{position}"
 
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """An event as the broker keeps it. Ids are decimal integers, increasing
-    across all channels of a broker, so one id resumes a stream of many
-    channels."""
+    """An event as the broker keeps it. Its id is ``"{epoch}-{position}"``:
+    the epoch names the broker's history (it changes whenever that history is
+    lost), the position increases across all channels of the broker, so one id
+    resumes a stream of many channels."""
 
     id: str
     channel: str
@@ -45,28 +65,37 @@ class StoredEvent:
 
     @functools.cached_property
     def position(self) -> int:
-        """The id as a number, to compare events without parsing it again."""
-        return int(self.id)
+        """The id's position, to compare events without parsing it again."""
+        return int(self.id.rpartition("-")[2])
+
+    @functools.cached_property
+    def epoch(self) -> str:
+        """The history the event belongs to."""
+        return self.id.rpartition("-")[0]
 
 
 @dataclass
 class Replay:
     """What a reconnecting stream missed: the retained events after its
     position, oldest first; whether older events it never saw are gone
-    (``reset``); and the newest position the broker handed out."""
+    (``reset``); the newest position the broker handed out, and the epoch of
+    the history all of them belong to."""
 
     events: list[StoredEvent]
     reset: bool
     newest_position: int
+    epoch: str
 
 
-def parse_event_id(value: str | None) -> int | None:
-    """The position an event id stands for, or ``None`` if it is not one of ours
-    (not decimal digits, or past :data:`MAX_EVENT_ID`)."""
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 20:
+def parse_event_id(value: str | None) -> tuple[str, int] | None:
+    """The epoch and position an event id stands for, or ``None`` if it is not
+    one of ours (not ``epoch-position``, or a position past
+    :data:`MAX_EVENT_ID`)."""
+    match = _EVENT_ID.fullmatch(value) if value else None
+    if match is None:
         return None
-    position = int(value)
-    return position if position <= MAX_EVENT_ID else None
+    position = int(match[2])
+    return (match[1], position) if position <= MAX_EVENT_ID else None
 
 
 def check_channel(channel: str) -> None:

@@ -12,6 +12,8 @@ from .broker import FanOutBroker
 from .events import check_channel
 from .events import check_event_name
 from .events import encode_data
+from .events import event_id
+from .events import new_epoch
 from .events import Replay
 from .events import StoredEvent
 
@@ -19,34 +21,64 @@ __all__ = [
     "MemoryBroker",
 ]
 
+#: How many publishing keys a memory broker remembers, to publish each once.
+_KEYS_KEPT = 10_000
+
 
 class MemoryBroker(FanOutBroker):
     """A broker inside one process, for development and tests; works under
     threads and under gevent.
 
     :param history: how many events each channel keeps for replay.
+
+    Its history lives as long as the broker: each broker has an epoch of its
+    own (:attr:`epoch`), so an id from an earlier process gets a ``reset``.
     """
+
+    remote = False
 
     def __init__(self, *, history: int = DEFAULT_HISTORY) -> None:
         super().__init__()
         self.history = history
+        self.epoch = new_epoch()
         self._lock = threading.Lock()
         self._newest = 0
         self._channels: dict[str, deque[StoredEvent]] = {}
         self._trimmed: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
 
-    def publish(self, channel: str, data: object, *, event: str | None = None) -> str:
+    def publish(
+        self,
+        channel: str,
+        data: object,
+        *,
+        event: str | None = None,
+        key: str | None = None,
+    ) -> str:
         check_channel(channel)
         check_event_name(event)
         with self._lock:
+            if key is not None and key in self._keys:
+                return self._keys[key]
             self._newest += 1
-            stored = StoredEvent(str(self._newest), channel, encode_data(data), event)
+            stored = StoredEvent(
+                event_id(self.epoch, self._newest), channel, encode_data(data), event
+            )
+            if key is not None:
+                self._remember(key, stored.id)
             kept = self._channels.setdefault(channel, deque())
             kept.append(stored)
             if len(kept) > self.history:
                 self._trimmed[channel] = kept.popleft().position
             self.fan_out.deliver(stored)
         return stored.id
+
+    def _remember(self, key: str, published: str) -> None:
+        """Keep the id ``key`` was published under, for the newest keys only
+        (dicts keep insertion order, so the first one is the oldest)."""
+        self._keys[key] = published
+        if len(self._keys) > _KEYS_KEPT:
+            del self._keys[next(iter(self._keys))]
 
     def events(self, channel: str) -> list[StoredEvent]:
         """The events ``channel`` still keeps, oldest first."""
@@ -66,7 +98,7 @@ class MemoryBroker(FanOutBroker):
                 key=attrgetter("position"),
             )
             reset = any(self._trimmed.get(c, 0) > after for c in channels)
-            return Replay(events, reset, self._newest)
+            return Replay(events, reset, self._newest, self.epoch)
 
     def ping(self) -> None:
         """A memory broker always answers."""

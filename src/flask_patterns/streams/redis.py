@@ -16,6 +16,8 @@ from .broker import FanOutBroker
 from .events import check_channel
 from .events import check_event_name
 from .events import encode_data
+from .events import event_id
+from .events import new_epoch
 from .events import Replay
 from .events import StoredEvent
 from .listener import Listener
@@ -23,18 +25,62 @@ from .listener import Listener
 if t.TYPE_CHECKING:
     import redis
 
-__all__ = ["RedisBroker"]
+__all__ = ["KEY_TTL", "RedisBroker"]
 
-# One round trip, atomic: a global position for ordering across channels, the
-# event in the channel's bounded history, and a notification carrying it.
-_PUBLISH_SCRIPT = """
-local id = tostring(redis.call('INCR', KEYS[1]))
-local fields = {'data', ARGV[3]}
-if ARGV[4] ~= '' then table.insert(fields, 'event'); table.insert(fields, ARGV[4]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '0-' .. id, unpack(fields))
-redis.call('PUBLISH', KEYS[3], cjson.encode({id, ARGV[2], ARGV[3], ARGV[4]}))
+# The history's epoch, kept in a hash with the run id of the server that holds
+# it. A missing hash (an empty Redis, a flush) or, unless the history survives
+# restarts, another run id (a restart, a failover to a replica that may lag)
+# starts a new epoch: the candidate the caller drew. KEYS[1] is the hash;
+# ARGV[1] the candidate, ARGV[2] "1" if the history survives restarts.
+_EPOCH_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function current_epoch(history, candidate, survives)
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local kept = redis.call('HMGET', history, 'epoch', 'run')
+  if kept[1] and (kept[2] == run or survives == '1') then
+    if kept[2] ~= run then redis.call('HSET', history, 'run', run) end
+    return kept[1]
+  end
+  redis.call('HSET', history, 'epoch', candidate, 'run', run)
+  return candidate
+end
+"""
+
+# The epoch and the newest position. KEYS[2] is the sequence.
+_CURRENT_SCRIPT = (
+    _EPOCH_LUA
+    + """
+local epoch = current_epoch(KEYS[1], ARGV[1], ARGV[2])
+return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+)
+
+# One round trip, atomic: the epoch, a global position for ordering across
+# channels, the event in the channel's bounded history, and a notification
+# carrying it. An event with a key (KEYS[5], ARGV[7]) that was published
+# already is not published again: the first one's id is returned.
+_PUBLISH_SCRIPT = (
+    _EPOCH_LUA
+    + """
+local epoch = current_epoch(KEYS[1], ARGV[1], ARGV[2])
+if ARGV[7] ~= '' then
+  local seen = redis.call('GET', KEYS[5])
+  if seen then return seen end
+end
+local position = tostring(redis.call('INCR', KEYS[2]))
+local fields = {'data', ARGV[5]}
+if ARGV[6] ~= '' then table.insert(fields, 'event'); table.insert(fields, ARGV[6]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '0-' .. position, unpack(fields))
+local id = epoch .. '-' .. position
+redis.call('PUBLISH', KEYS[4], cjson.encode({id, ARGV[4], ARGV[5], ARGV[6]}))
+if ARGV[7] ~= '' then redis.call('SET', KEYS[5], id, 'EX', ARGV[7]) end
 return id
 """
+)
+
+#: Seconds a publishing key is remembered, so that an event relayed twice
+#: (a relay that died between publishing and forgetting it) is published once.
+KEY_TTL = 900
 
 
 def _trimmed_past(info: dict[t.Any, t.Any], after: int) -> bool:
@@ -84,9 +130,20 @@ class RedisBroker(FanOutBroker):
     :param prefix: prepended to every Redis key this broker uses; keep the
         ``{...}`` hash tag so that all keys live on one Redis Cluster node.
     :param health_interval: seconds between pings on the subscriber connection.
-    :param options: passed to :meth:`redis.Redis.from_url` over the defaults
-        (short timeouts and two quick retries).
+    :param history_survives_restart: keep the history's epoch when the Redis
+        server restarts. Only for a Redis that loses no write in a restart
+        (``appendonly yes`` with ``appendfsync always``); by default a restart
+        starts a new epoch and every reconnecting client gets a ``reset``,
+        because an older snapshot would hand out the same positions again for
+        other events.
+    :param max_connections: the connection pool's size. When every connection
+        is busy (a storm of reconnecting streams replaying their history) a
+        command waits up to ``pool_timeout`` seconds for one instead of failing.
+    :param options: passed to :meth:`redis.BlockingConnectionPool.from_url`
+        over the defaults (short timeouts and two quick retries).
     """
+
+    remote = True
 
     def __init__(
         self,
@@ -95,6 +152,9 @@ class RedisBroker(FanOutBroker):
         history: int = DEFAULT_HISTORY,
         prefix: str = "{flask-patterns}:",
         health_interval: float = 5.0,
+        history_survives_restart: bool = False,
+        max_connections: int = 50,
+        pool_timeout: float = 10.0,
         **options: t.Any,
     ) -> None:
         import redis
@@ -112,8 +172,16 @@ class RedisBroker(FanOutBroker):
         self.history = history
         self.prefix = prefix
         self.health_interval = health_interval
-        self.client: redis.Redis = redis.Redis.from_url(url, **{**defaults, **options})
-        self._script = self.client.register_script(_PUBLISH_SCRIPT)
+        self.history_survives_restart = history_survives_restart
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            **{**defaults, **options},
+        )
+        self.client: redis.Redis = redis.Redis(connection_pool=pool)
+        self._publish_script = self.client.register_script(_PUBLISH_SCRIPT)
+        self._current_script = self.client.register_script(_CURRENT_SCRIPT)
         self.subscriber = Subscriber(self)
 
     def stream_key(self, channel: str) -> str:
@@ -132,19 +200,65 @@ class RedisBroker(FanOutBroker):
     def sequence_key(self) -> str:
         return f"{self.prefix}sequence"
 
+    @property
+    def history_key(self) -> str:
+        """The hash that holds the history's epoch."""
+        return f"{self.prefix}history"
+
+    def key_key(self, key: str) -> str:
+        """The Redis key that remembers an event published with ``key``."""
+        return f"{self.prefix}published:{key}"
+
+    def _epoch_args(self) -> list[str]:
+        return [new_epoch(), "1" if self.history_survives_restart else "0"]
+
+    def current(self, client: t.Any = None) -> tuple[str, int]:
+        """The history's epoch and the position of the newest event published
+        in it (0 before the first); starts a new epoch if the history is gone."""
+        import redis
+
+        keys = [self.history_key, self.sequence_key]
+        try:
+            epoch, position = self._current_script(
+                keys=keys, args=self._epoch_args(), client=client
+            )
+        except redis.RedisError as error:
+            raise self.unavailable(error) from error
+        return _decode(epoch), int(position)
+
     def newest_position(self) -> int:
         """The position of the newest event published (0 before the first)."""
-        return int(self.client.get(self.sequence_key) or 0)
+        return self.current()[1]
 
-    def publish(self, channel: str, data: object, *, event: str | None = None) -> str:
+    def publish(
+        self,
+        channel: str,
+        data: object,
+        *,
+        event: str | None = None,
+        key: str | None = None,
+    ) -> str:
         import redis
 
         check_channel(channel)
         check_event_name(event)
-        keys = [self.sequence_key, self.stream_key(channel), self.notify_key]
-        args: list[str | int] = [self.history, channel, encode_data(data), event or ""]
+        keys = [
+            self.history_key,
+            self.sequence_key,
+            self.stream_key(channel),
+            self.notify_key,
+            self.key_key(key or ""),
+        ]
+        args: list[str | int] = [
+            *self._epoch_args(),
+            self.history,
+            channel,
+            encode_data(data),
+            event or "",
+            KEY_TTL if key else "",
+        ]
         try:
-            return _decode(self._script(keys=keys, args=args))
+            return _decode(self._publish_script(keys=keys, args=args))
         except redis.RedisError as error:
             raise self.unavailable(error) from error
 
@@ -153,26 +267,35 @@ class RedisBroker(FanOutBroker):
 
         events: list[StoredEvent] = []
         reset = False
+        channels = list(channels)
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                channels = list(channels)
+                self._current_script(
+                    keys=[self.history_key, self.sequence_key],
+                    args=self._epoch_args(),
+                    client=pipe,
+                )
                 for channel in channels:
                     pipe.xrange(self.stream_key(channel), min=f"(0-{after}")
                 for channel in channels:
                     pipe.xinfo_stream(self.stream_key(channel))
                 results = pipe.execute(raise_on_error=False)
-            ranges, infos = results[: len(channels)], results[len(channels) :]
+            (current,) = _checked_replies(results[:1])
+            epoch, newest = _decode(current[0]), int(current[1])
+            ranges = results[1 : 1 + len(channels)]
+            infos = results[1 + len(channels) :]
             for channel, entries in zip(
                 channels, _checked_replies(ranges), strict=True
             ):
-                events += [_stored(channel, key, fields) for key, fields in entries]
+                events += [
+                    _stored(epoch, channel, key, fields) for key, fields in entries
+                ]
             for info in _checked_replies(infos, missing_key_ok=True):
                 reset = reset or (isinstance(info, dict) and _trimmed_past(info, after))
-            newest = self.newest_position()
         except redis.RedisError as error:
             raise self.unavailable(error) from error
         events.sort(key=attrgetter("position"))
-        return Replay(events, reset, newest)
+        return Replay(events, reset, newest, epoch)
 
     def subscribe(self, listener: Listener) -> None:
         self.subscriber.start()
@@ -215,10 +338,12 @@ class RedisBroker(FanOutBroker):
         return BrokerUnavailable(f"Redis at {where} failed: {error}")
 
 
-def _stored(channel: str, key: bytes | str, fields: dict[t.Any, t.Any]) -> StoredEvent:
+def _stored(
+    epoch: str, channel: str, key: bytes | str, fields: dict[t.Any, t.Any]
+) -> StoredEvent:
     event = fields.get(b"event")
     return StoredEvent(
-        _decode(key).split("-")[1],
+        event_id(epoch, int(_decode(key).split("-")[1])),
         channel,
         _decode(fields[b"data"]),
         _decode(event) if event is not None else None,

@@ -7,6 +7,7 @@ import json
 import random
 
 from ..sse import ServerSentEvent
+from .events import event_id
 from .events import Replay
 
 __all__ = [
@@ -15,26 +16,40 @@ __all__ = [
 ]
 
 
-def catch_up_frames(replay: Replay, position: int | None) -> tuple[list[bytes], int]:
-    """The frames a client that saw everything up to ``position`` (``None``:
-    an id that is not ours) is missing, and the position of the last one.
+def catch_up_frames(
+    replay: Replay, seen: tuple[str, int] | None
+) -> tuple[list[bytes], int]:
+    """The frames a client that saw everything up to ``seen`` (an epoch and a
+    position; ``None``: an id that is not ours) is missing, and the position of
+    the last one.
 
-    A client whose events are no longer retained, whose id is unknown, or whose
-    id is past the newest position (a broker that lost its history: a Redis
-    restart without persistence) gets one ``reset`` event, at the newest
-    position, to start over from.
+    A client whose id is unknown, from another history (the broker lost the one
+    it knew: a Redis restart without persistence, a flush), past the newest
+    position, or whose events are no longer retained, gets one ``reset`` event,
+    at the newest position, to start over from.
     """
-    if position is None or replay.reset or position > replay.newest_position:
-        reason = "unknown id" if position is None else "history expired"
+    reason = _reset_reason(replay, seen)
+    if reason is not None or seen is None:
         reset = ServerSentEvent(
             json.dumps({"reason": reason}),
             event="reset",
-            id=str(replay.newest_position),
+            id=event_id(replay.epoch, replay.newest_position),
         )
         return [reset.encode()], replay.newest_position
     frames = [stored.frame for stored in replay.events]
-    last = replay.events[-1].position if replay.events else position
+    last = replay.events[-1].position if replay.events else seen[1]
     return frames, last
+
+
+def _reset_reason(replay: Replay, seen: tuple[str, int] | None) -> str | None:
+    if seen is None:
+        return "unknown id"
+    epoch, position = seen
+    if epoch != replay.epoch or position > replay.newest_position:
+        return "history lost"
+    if replay.reset:
+        return "history expired"
+    return None
 
 
 def spread_retry(retry_ms: int) -> bytes:

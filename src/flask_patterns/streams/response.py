@@ -3,6 +3,7 @@ opening frame and the catch-up to the live events, heartbeats and the end."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -23,10 +24,13 @@ from .replay import spread_retry
 __all__ = [
     "StreamBody",
     "StreamSettings",
+    "client_socket",
     "stream_response",
 ]
 
 log = logging.getLogger("flask_patterns.streams")
+
+_OPEN = comment("open")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,21 @@ class StreamSettings:
     retry_ms: int
     lifetime: float
     queue_limit: int
+    #: Seconds the client may take to accept a frame; 0 for no deadline.
+    write_timeout: float = 0.0
+
+
+class _Socket(t.Protocol):
+    def gettimeout(self) -> float | None: ...
+
+    def settimeout(self, value: float | None) -> None: ...
+
+
+def client_socket(environ: t.Mapping[str, t.Any]) -> _Socket | None:
+    """The connection the server writes the response to, where the server
+    says (gunicorn and Werkzeug do), to give its writes a deadline."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if hasattr(sock, "settimeout") else None
 
 
 def stream_response(
@@ -45,11 +64,14 @@ def stream_response(
     last_event_id: str | None,
     settings: StreamSettings,
     give_back: t.Callable[[], None],
+    sock: _Socket | None = None,
 ) -> Response:
     """The response that streams ``channels`` from ``broker``; ``give_back``
-    runs when the server closes it."""
+    runs when the server closes it. The server's writes to ``sock`` (see
+    :func:`client_socket`) fail once a client has accepted nothing for
+    ``settings.write_timeout`` seconds, which ends the stream."""
     listener = Listener(channels, maxsize=settings.queue_limit)
-    frames = _frames(broker, listener, last_event_id, settings)
+    frames = _frames(broker, listener, last_event_id, settings, sock)
     return Response(
         StreamBody(frames, give_back),
         mimetype="text/event-stream",
@@ -84,14 +106,37 @@ class StreamBody:
             self._give_back()
 
 
+def _write_deadline(sock: _Socket | None, timeout: float) -> t.Callable[[], None]:
+    """Give the server's writes to ``sock`` a deadline of ``timeout`` seconds
+    (CPython and gevent apply it to a whole ``sendall``); returns what puts the
+    timeout back as it was, for the next request on the connection."""
+    if sock is None or timeout <= 0:
+        return _nothing
+    before = sock.gettimeout()
+    sock.settimeout(timeout)
+
+    def restore() -> None:
+        with contextlib.suppress(OSError):  # the server may have closed it
+            sock.settimeout(before)
+
+    return restore
+
+
+def _nothing() -> None:
+    pass
+
+
 def _catch_up(
     broker: Broker, listener: Listener, last_event_id: str | None
-) -> tuple[list[bytes], int | None]:
+) -> tuple[list[bytes], int | None, str | None]:
+    """The catch-up frames, the position of the last one and the epoch the
+    stream is in (``None`` until its first event, for a fresh stream)."""
     if last_event_id is None:
-        return [], None
-    position = parse_event_id(last_event_id)
-    replay = broker.replay(listener.channels, position or 0)
-    return catch_up_frames(replay, position)
+        return [], None, None
+    seen = parse_event_id(last_event_id)
+    replay = broker.replay(listener.channels, seen[1] if seen else 0)
+    frames, last = catch_up_frames(replay, seen)
+    return frames, last, replay.epoch
 
 
 def _frames(
@@ -99,12 +144,18 @@ def _frames(
     listener: Listener,
     last_event_id: str | None,
     settings: StreamSettings,
+    sock: _Socket | None,
 ) -> t.Generator[bytes, None, None]:
-    broker.subscribe(listener)  # before the replay, so nothing falls in between
+    restore_timeout = _write_deadline(sock, settings.write_timeout)
     try:
-        yield ServerSentEvent(None, retry=settings.retry_ms).encode() + comment("open")
+        # Subscribe before the opening frame, so that a client that read it
+        # gets every event published after, and before the replay, so that
+        # nothing falls in between. Subscribing does not wait for a broker
+        # that is away: the replay fails then, and the client retries.
+        broker.subscribe(listener)
+        yield ServerSentEvent(None, retry=settings.retry_ms).encode() + _OPEN
         try:
-            frames, last_sent = _catch_up(broker, listener, last_event_id)
+            frames, last_sent, epoch = _catch_up(broker, listener, last_event_id)
         except BrokerUnavailable as error:
             log.warning(
                 "A stream could not replay its history, retry hint sent: %s", error
@@ -125,9 +176,17 @@ def _frames(
             if stored is None:
                 yield comment()
                 continue
-            if last_sent is not None and stored.position <= last_sent:
+            if stored.epoch != epoch:
+                if epoch is not None:
+                    # The broker lost the history this stream is in: the
+                    # client reconnects and gets a reset.
+                    yield spread_retry(settings.retry_ms)
+                    return
+                epoch = stored.epoch
+            elif last_sent is not None and stored.position <= last_sent:
                 continue
             last_sent = stored.position
             yield stored.frame
     finally:
         broker.unsubscribe(listener)
+        restore_timeout()
