@@ -206,6 +206,7 @@ def commands(run_dir: Path, nginx_conf: Path) -> dict[str, list[str]]:
             "storefront.wsgi:app",
         ],
         "worker": [str(BIN / "flask"), "--app", "storefront", "outbox", "work"],
+        "relay": [str(BIN / "flask"), "--app", "storefront", "streams", "relay"],
     }
 
 

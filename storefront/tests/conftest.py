@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 
 from flask_patterns.outbox import metadata as outbox_metadata
+from flask_patterns.streams.relay import metadata as relay_metadata
 from storefront import create_app
 from storefront.extensions import db
 from storefront.models import Base
@@ -30,6 +31,7 @@ def make_app(tmp_path: t.Any, **config: t.Any) -> Flask:
     with app.app_context():
         Base.metadata.create_all(db.engine)
         outbox_metadata.create_all(db.engine)
+        relay_metadata.create_all(db.engine)
     return app
 
 

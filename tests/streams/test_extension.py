@@ -73,6 +73,8 @@ def test_every_setting_gets_its_default(tmp_path):
         "PATTERNS_STREAMS_TOKEN_COOKIE": "stream_token",
         "PATTERNS_STREAMS_TOKEN_MAX_AGE": 86400,
         "PATTERNS_STREAMS_MAX_PER_CLIENT": 10,
+        "PATTERNS_STREAMS_WRITE_TIMEOUT": 30.0,
+        "PATTERNS_STREAMS_DURABLE": True,
     }
 
 

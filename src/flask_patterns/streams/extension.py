@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask import Flask
+from flask import has_app_context
 from flask import has_request_context
 from flask import request
 from flask import Response
@@ -19,11 +20,21 @@ from .._registry import refuse_second
 from .._registry import register
 from .._registry import state_of
 from ..db import after_commit
+from ..db.state import database_state
+from ..db.state import NAME as DB_NAME
+from ..db.tasks import current_unit
+from ..db.tasks import open_unit
+from ..db.tasks import task_started
+from ..db.unit import UnitOfWork
 from . import access
 from .broker import Broker
 from .events import check_channel
+from .events import check_event_name
 from .listener import DEFAULT_QUEUE_LIMIT
 from .memory import MemoryBroker
+from .relay import EventRelay
+from .relay import relay_commands
+from .response import client_socket
 from .response import stream_response
 from .response import StreamSettings
 from .slots import ClientKey
@@ -35,6 +46,7 @@ __all__ = [
     "EventStreams",
     "StreamsState",
     "close_streams",
+    "event_relay",
     "streams_state",
 ]
 
@@ -42,13 +54,24 @@ _NAME = "streams"
 _RENAMED = {"PATTERNS_STREAMS_QUEUE": "PATTERNS_STREAMS_QUEUE_LIMIT"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class StreamsState:
     """What :class:`EventStreams` keeps per app."""
 
     broker: Broker
     client_key: ClientKey
     slots: ClientSlots
+    #: Relays the events held in the app's database, made on first use.
+    relay: EventRelay | None = None
+
+
+def event_relay(app: Flask) -> EventRelay:
+    """The relay of the events ``app`` holds in its
+    :class:`~flask_patterns.db.Database` (it needs one)."""
+    state = streams_state(app)
+    if state.relay is None:
+        state.relay = EventRelay(database_state(app).engine, state.broker)
+    return state.relay
 
 
 def streams_state(app: Flask) -> StreamsState:
@@ -111,12 +134,15 @@ class EventStreams:
         app.config.setdefault("PATTERNS_STREAMS_TOKEN_COOKIE", "stream_token")
         app.config.setdefault("PATTERNS_STREAMS_TOKEN_MAX_AGE", 24 * 3600)
         app.config.setdefault("PATTERNS_STREAMS_MAX_PER_CLIENT", DEFAULT_MAX_PER_CLIENT)
+        app.config.setdefault("PATTERNS_STREAMS_WRITE_TIMEOUT", 30.0)
+        app.config.setdefault("PATTERNS_STREAMS_DURABLE", True)
         state = StreamsState(
             broker=broker or self._broker or MemoryBroker(),
             client_key=client_key or self._client_key,
             slots=ClientSlots(),
         )
         register(app, _NAME, state, what="EventStreams")
+        app.cli.add_command(relay_commands())
 
     @property
     def broker(self) -> Broker:
@@ -128,11 +154,41 @@ class EventStreams:
         in this process."""
         return streams_state(current_app).slots.held(client)
 
-    def publish(self, channel: str, data: object, *, event: str | None = None) -> None:
-        """Publish once the current task's transaction commits (at once if none
-        is open); nothing is published if it rolls back."""
+    def publish(
+        self,
+        channel: str,
+        data: object,
+        *,
+        event: str | None = None,
+        durable: bool | None = None,
+    ) -> None:
+        """Publish once the current task's transaction commits; nothing is
+        published if it rolls back.
+
+        In a unit of work of the app's :class:`~flask_patterns.db.Database`,
+        with a broker outside the process, the event is *durable*: written in
+        the transaction and relayed to the broker after the commit, later if
+        the broker is away then (see :mod:`~flask_patterns.streams.relay`).
+        ``durable=False`` (or ``PATTERNS_STREAMS_DURABLE = False``) makes it
+        best effort: published after the commit, and logged and lost if the
+        broker fails. With no transaction open it is published at once, and
+        :exc:`BrokerUnavailable` raises if the broker fails.
+        """
         check_channel(channel)
-        after_commit(functools.partial(self.broker.publish, channel, data, event=event))
+        check_event_name(event)
+        broker = self.broker
+        unit = _open_unit()
+        if unit is None:
+            broker.publish(channel, data, event=event)
+            return
+        if durable is None:
+            durable = bool(current_app.config["PATTERNS_STREAMS_DURABLE"])
+        if durable and getattr(broker, "remote", False):
+            relay = event_relay(current_app)
+            held_id = relay.hold(unit.session, channel, data, event)
+            after_commit(functools.partial(relay.release, held_id, channel))
+            return
+        after_commit(functools.partial(broker.publish, channel, data, event=event))
 
     def end_channel(self, channel: str) -> None:
         """End the open streams that carry ``channel``, in every process, once
@@ -167,8 +223,9 @@ class EventStreams:
                     "Last-Event-ID"
                 ) or request.args.get("last_event_id")
             give_back = _take_slot(settings)
+        sock = client_socket(request.environ) if has_request_context() else None
         return stream_response(
-            self.broker, channels, last_event_id, settings, give_back
+            self.broker, channels, last_event_id, settings, give_back, sock
         )
 
     def channel_token(self, *channels: str) -> str:
@@ -196,7 +253,18 @@ def _settings() -> StreamSettings:
         retry_ms=int(config["PATTERNS_STREAMS_RETRY_MS"]),
         lifetime=float(config["PATTERNS_STREAMS_MAX_LIFETIME"]),
         queue_limit=int(config["PATTERNS_STREAMS_QUEUE_LIMIT"]),
+        write_timeout=float(config["PATTERNS_STREAMS_WRITE_TIMEOUT"]),
     )
+
+
+def _open_unit() -> UnitOfWork | None:
+    """The current task's unit of work if it is still open and the app has a
+    :class:`~flask_patterns.db.Database`, the same as ``after_commit`` uses."""
+    if not has_app_context() or not is_registered(current_app, DB_NAME):
+        return None
+    if not task_started():
+        current_unit()
+    return open_unit()
 
 
 def _nothing() -> None:

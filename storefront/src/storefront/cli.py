@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from flask_patterns.outbox import metadata as outbox_metadata
+from flask_patterns.streams.relay import metadata as relay_metadata
 
 from .extensions import db
 from .models import Base
@@ -42,6 +43,7 @@ def init_db() -> None:
     """Create the tables that do not exist yet."""
     Base.metadata.create_all(db.engine)
     outbox_metadata.create_all(db.engine)
+    relay_metadata.create_all(db.engine)
     missing = missing_columns()
     if missing:
         raise click.ClickException(
@@ -56,7 +58,11 @@ def missing_columns() -> list[str]:
     """The ``table.column`` names the models have and the database lacks."""
     inspector = sa.inspect(db.engine)
     missing = []
-    for table in [*Base.metadata.sorted_tables, *outbox_metadata.sorted_tables]:
+    for table in [
+        *Base.metadata.sorted_tables,
+        *outbox_metadata.sorted_tables,
+        *relay_metadata.sorted_tables,
+    ]:
         present = {column["name"] for column in inspector.get_columns(table.name)}
         missing += [
             f"{table.name}.{c.name}" for c in table.columns if c.name not in present

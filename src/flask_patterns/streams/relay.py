@@ -1,0 +1,253 @@
+"""Events held with the transaction that publishes them, and relayed to the
+broker after it commits: an event a committed transaction published reaches the
+broker even if the broker was away at that moment.
+
+``publish`` in a unit of work writes the event to :data:`held_event_table` in
+the same transaction. After the commit, the process relays it at once (the
+fast path: one small query, the publish, one delete) unless older events of
+its channel are still held; then it relays those first, oldest first. An event
+the broker did not take stays held, and a background thread of the process
+relays it, with backoff, once the broker answers again; ``flask streams relay``
+does the same from a worker, for what a process that died left behind. Every
+held event is published with its key, so one relayed twice (a relay that died
+between publishing and forgetting it, or two relays at once) reaches the
+broker once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+import typing as t
+import uuid
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from .broker import Broker
+from .broker import BrokerUnavailable
+from .events import encode_data
+
+__all__ = ["EventRelay", "held_event_table", "metadata", "relay_commands"]
+
+log = logging.getLogger("flask_patterns.streams")
+
+#: Holds :data:`held_event_table`; create it with ``metadata.create_all(engine)``
+#: (or in your migrations).
+metadata = sa.MetaData()
+
+held_event_table = sa.Table(
+    "flask_patterns_held_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(36), nullable=False, unique=True),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("event", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("flask_patterns_held_event_channel", "channel", "id"),
+    # Ids never come back on SQLite either, so "older" stays "smaller".
+    sqlite_autoincrement=True,
+)
+
+_BATCH = 100
+_BACKOFF_CAP = 5.0
+
+
+class _Held(t.NamedTuple):
+    id: int
+    key: str
+    channel: str
+    data: str
+    event: str | None
+
+
+class EventRelay:
+    """Relays the events held in ``engine``'s database to ``broker``."""
+
+    def __init__(self, engine: sa.Engine, broker: Broker) -> None:
+        self.engine = engine
+        self.broker = broker
+        self._lock = threading.Lock()
+        #: The broker did not answer; a background thread relays until it does.
+        self._away = False
+        #: Bumped by every release while away, so the thread ends only when no
+        #: release came in while it relayed.
+        self._released = 0
+
+    def hold(
+        self,
+        connection: sa.Connection | t.Any,
+        channel: str,
+        data: object,
+        event: str | None,
+    ) -> int:
+        """Write the event through ``connection`` (a connection or a session,
+        in the transaction that publishes it); returns the row's id."""
+        insert = (
+            held_event_table.insert()
+            .values(
+                key=uuid.uuid4().hex,
+                channel=channel,
+                data=encode_data(data),
+                event=event,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            .returning(held_event_table.c.id)
+        )
+        try:
+            return int(connection.execute(insert).scalar_one())
+        except sa.exc.DBAPIError as error:
+            if held_event_table.name in str(error):
+                raise _missing_table(error) from error
+            raise
+
+    def release(self, held_id: int, channel: str) -> None:
+        """Relay the committed event ``held_id`` of ``channel`` now: at once if
+        it is the oldest held event of its channel, after every older one if
+        not. While the broker does not answer it stays held, and a background
+        thread relays it once the broker answers; never raises
+        :exc:`BrokerUnavailable`."""
+        with self._lock:
+            if self._away:
+                self._released += 1
+                return
+        c = held_event_table.c
+        try:
+            rows = self._rows((c.channel == channel) & (c.id <= held_id), limit=1)
+            if rows and rows[0].id < held_id:
+                self.relay_all()
+            else:
+                self._relay(rows)
+        except BrokerUnavailable as error:
+            self._broker_away(error)
+
+    def relay_all(self) -> int:
+        """Relay every held event, oldest first; returns how many. Raises
+        :exc:`BrokerUnavailable` if the broker stops answering (what is not
+        relayed stays held)."""
+        relayed = 0
+        while True:
+            rows = self._rows(sa.true(), limit=_BATCH)
+            relayed += self._relay(rows)
+            if len(rows) < _BATCH:
+                return relayed
+
+    def held(self) -> int:
+        """How many events wait to be relayed."""
+        with self.engine.connect() as connection:
+            query = sa.select(sa.func.count()).select_from(held_event_table)
+            return int(connection.execute(query).scalar_one())
+
+    @property
+    def broker_away(self) -> bool:
+        """Whether this process waits for the broker to answer again."""
+        return self._away
+
+    def _rows(self, which: sa.ColumnElement[bool], limit: int) -> list[_Held]:
+        c = held_event_table.c
+        query = (
+            sa.select(c.id, c.key, c.channel, c.data, c.event)
+            .where(which)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [_Held(*row) for row in connection.execute(query)]
+
+    def _relay(self, rows: list[_Held]) -> int:
+        """Publish ``rows`` in order, forgetting each once the broker has it."""
+        for row in rows:
+            self.broker.publish(row.channel, row.data, event=row.event, key=row.key)
+            with self.engine.begin() as connection:
+                connection.execute(
+                    held_event_table.delete().where(held_event_table.c.id == row.id)
+                )
+        return len(rows)
+
+    def _broker_away(self, error: BrokerUnavailable) -> None:
+        """Log the outage once, and relay in the background until it ends."""
+        with self._lock:
+            if self._away:
+                self._released += 1
+                return
+            self._away = True
+        log.warning(
+            "The broker is away; events stay held and are relayed when it answers: %s",
+            error,
+        )
+        threading.Thread(
+            target=self._relay_when_back, name="flask-patterns-relay", daemon=True
+        ).start()
+
+    def _relay_when_back(self) -> None:
+        delay = 0.1
+        relayed = 0
+        while True:
+            with self._lock:
+                released = self._released
+            try:
+                relayed += self.relay_all()
+            except Exception as error:
+                if not isinstance(error, BrokerUnavailable):
+                    log.exception("Relaying held events failed; trying again.")
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                delay = min(delay * 2, _BACKOFF_CAP)
+                continue
+            with self._lock:
+                if self._released == released:
+                    self._away = False
+                    break
+        log.warning("The broker answers again; %d held events relayed.", relayed)
+
+
+def relay_commands() -> click.Group:
+    """The ``flask streams`` commands."""
+    group = AppGroup("streams", help="Relay the held events of the streams.")
+
+    @group.command("relay")
+    @click.option("--once", is_flag=True, help="Relay what is held, then exit.")
+    @click.option(
+        "--interval", default=1.0, show_default=True, help="Seconds between polls."
+    )
+    def relay(once: bool, interval: float) -> None:
+        """Relay the events committed transactions left held (a process that
+        died, or a broker that was away), oldest first."""
+        from .extension import event_relay
+
+        relay = event_relay(current_app)
+        outage: str | None = None
+        while True:
+            try:
+                relayed = relay.relay_all()
+            except (BrokerUnavailable, sa.exc.DBAPIError) as error:
+                if once:
+                    raise click.ClickException(str(error)) from error
+                if outage is None:
+                    log.warning("Relaying held events waits for: %s", error)
+                outage = str(error)
+            else:
+                if outage is not None:
+                    log.warning("Relaying held events again.")
+                outage = None
+                if relayed:
+                    click.echo(f"Relayed {relayed} held event(s).")
+            if once:
+                return
+            time.sleep(interval)
+
+    return group
+
+
+def _missing_table(error: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"The table {held_event_table.name!r} for held events is missing: create"
+        " it with flask_patterns.streams.relay.metadata.create_all(engine) or in"
+        " your migrations, or set PATTERNS_STREAMS_DURABLE = False for"
+        f" best-effort events ({error.__class__.__name__})."
+    )
