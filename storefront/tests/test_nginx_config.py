@@ -75,3 +75,17 @@ def test_a_streams_per_address_nginx_cannot_take_stops_make_up(tmp_path, value):
     )
     assert result.returncode == 69
     assert "must be a number from 1 to 65535" in result.stderr
+
+
+def test_nginx_cuts_a_stuck_stream_client_when_the_stream_worker_does(tmp_path):
+    from flask import Flask
+
+    from flask_patterns.streams import EventStreams
+
+    app = Flask(__name__)
+    EventStreams(app)
+    site = (ROOT / "deploy/nginx/storefront.conf.template").read_text()
+    streams = site[site.index("location /streams/") :]
+    streams = streams[: streams.index("\n    }")]
+    timeout = app.config["PATTERNS_STREAMS_WRITE_TIMEOUT"]
+    assert f"send_timeout {int(timeout)}s;" in streams

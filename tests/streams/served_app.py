@@ -1,0 +1,40 @@
+"""The app the fault tests serve with a real gunicorn gevent worker: streams
+from the Redis at ``$REDIS_URL``, every channel public, ``/open`` says how many
+streams the worker holds, ``POST /publish/<channel>?count=&size=`` publishes."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from flask import request
+
+from flask_patterns.streams import EventStreams
+from flask_patterns.streams import RedisBroker
+
+app = Flask(__name__)
+app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = ["*"]
+app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
+for name in ("WRITE_TIMEOUT", "QUEUE_LIMIT", "HEARTBEAT"):
+    if f"STREAMS_{name}" in os.environ:
+        app.config[f"PATTERNS_STREAMS_{name}"] = float(os.environ[f"STREAMS_{name}"])
+broker = RedisBroker(os.environ["REDIS_URL"])
+streams = EventStreams(app, broker=broker)
+
+
+@app.get("/streams/<path:names>")
+def stream(names: str) -> object:
+    return streams.response(*names.split(","))
+
+
+@app.get("/open")
+def open_streams() -> str:
+    return str(broker.open_listeners())
+
+
+@app.post("/publish/<channel>")
+def publish(channel: str) -> str:
+    count = int(request.args.get("count", 1))
+    size = int(request.args.get("size", 10))
+    ids = [broker.publish(channel, f"{n}:" + "x" * size) for n in range(count)]
+    return ids[-1]
