@@ -89,6 +89,17 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://"
     )
+    # While the storage does not answer, count in this process's memory rather
+    # than fail the request (a login would be a 500); Flask-Limiter goes back to
+    # the storage once a periodic check finds it answering again.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    if str(app.config["RATELIMIT_STORAGE_URI"]).startswith(("redis", "valkey")):
+        # A Redis that hangs then holds up the request that falls back, and
+        # each later health check, for these rather than redis-py's 5 s.
+        app.config.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        )
 
 
 _TRUE = ("true", "1", "yes", "on")
@@ -145,6 +156,7 @@ def init_extensions(app: Flask) -> None:
     tokens.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    show_limiter_log()
     assets.init_app(app)
     bodies.init_app(app)
     responses.init_app(app)
@@ -154,6 +166,22 @@ def init_extensions(app: Flask) -> None:
         broker=RedisBroker(redis_url) if redis_url else MemoryBroker(),
         client_key=stream_client,
     )
+
+
+def show_limiter_log() -> None:
+    """Flask-Limiter says when it falls back to memory on its "flask-limiter"
+    logger, and gives that logger a ``NullHandler``, which also keeps Python's
+    last-resort handler away: with no handler on the root logger (gunicorn
+    without a log config and ``flask run`` set none) the warning would be
+    lost. Send it where the app's own log goes."""
+    import logging
+
+    from flask.logging import default_handler
+
+    logger = logging.getLogger("flask-limiter")
+    silent = all(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    if silent and not logging.getLogger().handlers:
+        logger.addHandler(default_handler)
 
 
 def register_blueprints(app: Flask) -> None:
