@@ -1,0 +1,101 @@
+"""The README's event stream example works as written: run against the test
+Redis, its stream delivers what its route publishes, and the channels it does
+not list as public answer 403 with the setting that would open them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from tests.streams.conftest import open_stream
+
+from flask_patterns.streams.extension import event_relay
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+README_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def readme_streams_code() -> str:
+    """The first python block after the README's "### Event streams" heading."""
+    text = README.read_text()
+    section = text[text.index("\n### Event streams\n") :]
+    match = re.search(r"```python\n(.*?)\n```", section, re.DOTALL)
+    assert match is not None, "no python block after '### Event streams'"
+    return match.group(1)
+
+
+@pytest.fixture
+def example(tmp_path, redis_url, monkeypatch):
+    """The README example's module, run from a file of its own (so that its
+    instance folder, and the SQLite database in it, are the test's), with the
+    test Redis instead of the README's."""
+    code = readme_streams_code()
+    assert README_REDIS_URL in code, "the example no longer names the Redis URL"
+    path = tmp_path / "readme_streams.py"
+    path.write_text(code.replace(README_REDIS_URL, redis_url))
+    spec = importlib.util.spec_from_file_location("readme_streams", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "readme_streams", module)
+    spec.loader.exec_module(module)
+    yield module
+    with module.app.app_context():
+        module.streams.broker.close()
+    module.db.engine_for(module.app).dispose()
+
+
+def test_the_readme_stream_delivers_what_its_route_publishes(example):
+    app = example.app
+    assert Path(app.instance_path).parent == Path(example.__file__).parent
+    reader = open_stream(app, "/streams/activity")
+    try:
+        with app.app_context():
+            assert example.streams.broker.wait_until_subscribed(10)
+        response = app.test_client().post("/orders")
+        assert response.status_code == 200
+        assert response.text == "ok"
+
+        (event,) = reader.events(1, timeout=10)
+        assert json.loads(event["data"]) == {"text": "Ada bought a mug"}
+        assert "event" not in event, "a plain message: EventSource's onmessage"
+        assert re.fullmatch(r"[a-z0-9]+-1", event["id"]), event["id"]
+    finally:
+        reader.close()
+
+    with app.app_context():
+        assert event_relay(app).held() == 0, "relayed and forgotten"
+
+
+def test_a_reconnecting_client_gets_what_it_missed(example):
+    app = example.app
+    client = app.test_client()
+    for _ in range(2):
+        assert client.post("/orders").status_code == 200
+    with app.app_context():
+        history = example.streams.broker.replay(["activity"], 0).events
+    first, second = (stored.id for stored in history)
+
+    reader = open_stream(app, "/streams/activity", **{"Last-Event-ID": first})
+    try:
+        (event,) = reader.events(1, timeout=10)
+        assert event["id"] == second
+        assert json.loads(event["data"]) == {"text": "Ada bought a mug"}
+    finally:
+        reader.close()
+
+
+def test_a_channel_the_example_does_not_list_as_public_is_refused(example):
+    app = example.app
+    app.add_url_rule(
+        "/streams/orders", "orders", lambda: example.streams.response("orders")
+    )
+    response = app.test_client().get("/streams/orders")
+    assert response.status_code == 403
+    text = response.get_data(as_text=True)
+    assert "Channel orders is private" in text
+    assert "PATTERNS_STREAMS_PUBLIC_CHANNELS" in text
