@@ -18,7 +18,11 @@ app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
 for name in ("WRITE_TIMEOUT", "QUEUE_LIMIT", "HEARTBEAT"):
     if f"STREAMS_{name}" in os.environ:
         app.config[f"PATTERNS_STREAMS_{name}"] = float(os.environ[f"STREAMS_{name}"])
-broker = RedisBroker(os.environ["REDIS_URL"])
+broker = RedisBroker(
+    os.environ["REDIS_URL"],
+    history_survives_restart=os.environ.get("STREAMS_SURVIVES") == "1",
+    health_interval=0.5,
+)
 streams = EventStreams(app, broker=broker)
 
 
