@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format up down bench bench-streams bench-static bench-topology clean
+.PHONY: run test lint format up down bench bench-streams bench-storm bench-static bench-topology clean
 
 # The storefront depends on the library by path; installing the library editable
 # afterwards makes edits to src/ take effect without a reinstall.
@@ -52,6 +52,7 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m bench.unit_of_work
 	$(MAKE) bench-streams
+	$(MAKE) bench-storm
 	$(MAKE) bench-static
 	$(MAKE) bench-topology
 
@@ -71,6 +72,10 @@ $(FLASK_SSE_VENV)/.installed: $(STAMP)
 
 bench-streams: $(STAMP) $(FLASK_SSE_VENV)/.installed
 	$(BIN)/python -m bench.streams --flask-sse-python $(FLASK_SSE_VENV)/bin/python $(STREAMS_ARGS)
+
+# 10,000 clients reconnecting at once after a stream-pool restart.
+bench-storm: $(STAMP)
+	$(BIN)/python -m bench.reconnect_storm $(STORM_ARGS)
 
 # Needs nginx and wrk (Debian: apt-get install -y nginx wrk).
 # For example STATIC_ARGS="--rounds 5 --duration 10".
