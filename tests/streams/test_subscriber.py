@@ -119,3 +119,28 @@ def test_waiting_for_the_subscriber_says_whether_it_listens(redis_process):
     broker.subscriber.start()
     assert broker.wait_until_subscribed(timeout=5) is True
     broker.close()
+
+
+def test_a_stream_opens_at_once_while_redis_is_away(tmp_path, redis_process, caplog):
+    import time
+
+    app, broker = redis_stream_app(tmp_path, redis_process.url)
+    redis_process.stop()
+    started = time.monotonic()
+    fresh = open_stream(app, "/streams/activity")  # asserts the opening frame
+    returning = open_stream(app, "/streams/activity", **{"Last-Event-ID": "e-1"})
+    # Not the subscriber's 5 s wait for a first listen, twice.
+    assert time.monotonic() - started < 4
+    (hint,) = returning.rest()
+    assert hint.startswith(b"retry: ")
+    assert "could not replay its history" in caplog.text
+    redis_process.start()
+    assert broker.wait_until_subscribed(timeout=10)
+    event_id = RedisBroker(redis_process.url).publish("activity", "back")
+    # Opened before the subscriber ever listened: closed to reconnect and
+    # replay, or delivered; never silently starved.
+    (frame,) = fresh.frames(1)
+    assert frame.startswith(b"retry: ") or event_id.encode() in frame
+    fresh.close()
+    returning.close()
+    broker.close()
