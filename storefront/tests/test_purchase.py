@@ -275,3 +275,29 @@ def test_the_worker_delivers_mail_left_by_a_killed_process_exactly_once(
     assert again.returncode == 0
     (mail,) = smtp_server.messages
     assert mail["Subject"] == "Your order 42: Hand grinder"
+
+
+def test_a_purchase_while_redis_is_down_reaches_the_feed_when_it_is_back(
+    app_factory, smtp_server, redis_process
+):
+    import time
+
+    shop = app_factory(SMTP_URL=smtp_server.url, REDIS_URL=redis_process.url)
+    shop.test_cli_runner().invoke(args=["demo"])
+    client = logged_in(shop)
+    redis_process.stop()
+    bought = buy(client, product_id(shop, "travel-mug"))
+    assert bought.status_code == 303, "the purchase does not depend on Redis"
+    assert scalar(shop, sa.select(sa.func.count()).select_from(Order)) == 1
+    redis_process.start()
+    deadline = time.monotonic() + 15
+    while not events(shop, "activity"):
+        assert time.monotonic() < deadline, "the held event never reached Redis"
+        time.sleep(0.1)
+    (event,) = events(shop, "activity")
+    assert event["text"].endswith("bought Travel mug")
+    user = scalar(shop, sa.select(User.id).where(User.email == "ada@example.com"))
+    (private,) = events(shop, f"user:{user}")
+    assert private["text"].startswith("Order ")
+    with shop.app_context():
+        streams.broker.close()
