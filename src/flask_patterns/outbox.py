@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import random
-import time
+import threading
 import typing as t
 import uuid
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from flask.cli import AppGroup
 
 from ._registry import refuse_second
 from ._registry import register
+from ._worker import run_worker
 from .db import after_commit
 from .db import Database
 
@@ -185,11 +186,13 @@ class Outbox:
             return False
         return self._attempt(message)
 
-    def work(self, *, batch: int = 100) -> int:
+    def work(self, stop: threading.Event | None = None, *, batch: int = 100) -> int:
         """Deliver the messages that are due, oldest first; returns how many
-        were sent."""
+        were sent. Once ``stop`` is set, no further message is claimed."""
         sent = 0
         for message_id in self._due(batch):
+            if stop is not None and stop.is_set():
+                break
             message = self._claim(outbox_table.c.id == message_id)
             if message is not None and self._attempt(message):
                 sent += 1
@@ -303,14 +306,21 @@ class Outbox:
             "--batch", default=100, show_default=True, help="Messages per poll."
         )
         def work(once: bool, interval: float, batch: int) -> None:
-            """Deliver due messages, retrying failures with backoff."""
-            while True:
-                sent = self.work(batch=batch)
+            """Deliver due messages, retrying failures with backoff. It waits
+            out database outages, and on SIGTERM or SIGINT finishes the message
+            in flight and exits."""
+
+            def delivered(sent: int) -> None:
                 if sent:
                     click.echo(f"Delivered {sent} message(s).")
-                if once:
-                    return
-                time.sleep(interval)
+
+            run_worker(
+                functools.partial(self.work, batch=batch),
+                name="The outbox worker",
+                once=once,
+                interval=interval,
+                done=delivered,
+            )
 
         @group.command("status")
         def status() -> None:

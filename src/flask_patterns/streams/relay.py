@@ -29,6 +29,8 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
+from .._worker import OUTAGES
+from .._worker import run_worker
 from .broker import Broker
 from .broker import BrokerUnavailable
 from .events import encode_data
@@ -221,25 +223,19 @@ def relay_commands() -> click.Group:
         from .extension import event_relay
 
         relay = event_relay(current_app)
-        outage: str | None = None
-        while True:
-            try:
-                relayed = relay.relay_all()
-            except (BrokerUnavailable, sa.exc.DBAPIError) as error:
-                if once:
-                    raise click.ClickException(str(error)) from error
-                if outage is None:
-                    log.warning("Relaying held events waits for: %s", error)
-                outage = str(error)
-            else:
-                if outage is not None:
-                    log.warning("Relaying held events again.")
-                outage = None
-                if relayed:
-                    click.echo(f"Relayed {relayed} held event(s).")
-            if once:
-                return
-            time.sleep(interval)
+
+        def relayed(count: int) -> None:
+            if count:
+                click.echo(f"Relayed {count} held event(s).")
+
+        run_worker(
+            lambda stop: relay.relay_all(),
+            name="The event relay",
+            once=once,
+            interval=interval,
+            outages=(BrokerUnavailable, *OUTAGES),
+            done=relayed,
+        )
 
     return group
 

@@ -1,0 +1,97 @@
+"""The outbox worker, as deployed (``flask --app storefront outbox work``),
+through a PostgreSQL that goes away and comes back: it waits, says so once each
+way, delivers what is due once the database answers, and stops cleanly on
+SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from flask_patterns.outbox import outbox_table
+
+FLASK = Path(sys.executable).parent / "flask"
+
+
+def queue_mail(engine, subject):
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            outbox_table.insert().values(
+                key=str(uuid.uuid4()),
+                kind="mail",
+                payload=json.dumps(
+                    {"recipient": "ada@example.com", "subject": subject, "body": "x\n"}
+                ),
+                created_at=now,
+                available_at=now,
+                attempts=0,
+            )
+        )
+
+
+def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_worker_waits_out_a_database_outage_and_stops_cleanly(
+    app_factory, postgres_url, postgres_relay, smtp_server, tmp_path
+):
+    direct = sa.make_url(postgres_url)
+    relayed = direct.set(host="127.0.0.1", port=postgres_relay.port)
+    app_factory(DATABASE_URL=direct.render_as_string(hide_password=False))
+    engine = sa.create_engine(direct)
+    queue_mail(engine, "before the outage")
+    env = {
+        **os.environ,
+        "STOREFRONT_DATABASE_URL": relayed.render_as_string(hide_password=False),
+        "STOREFRONT_SMTP_URL": smtp_server.url,
+        "STOREFRONT_SECRET_KEY": "worker test",
+        "STOREFRONT_PUBLIC_URL": "https://shop.example.com",
+    }
+    env.pop("STOREFRONT_DEV_MAILBOX", None)
+    log = (tmp_path / "worker.log").open("w+")
+    worker = subprocess.Popen(
+        [str(FLASK), "--app", "storefront", "outbox", "work", "--interval", "0.2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        subjects = lambda: [m["Subject"] for m in smtp_server.messages]  # noqa: E731
+        wait_for(lambda: subjects() == ["before the outage"])
+
+        postgres_relay.cut()
+        queue_mail(engine, "during the outage")
+        time.sleep(4)
+        assert worker.poll() is None, "the worker is still running"
+        assert subjects() == ["before the outage"]
+        postgres_relay.restore()
+        wait_for(lambda: subjects() == ["before the outage", "during the outage"])
+
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        engine.dispose()
+    log.seek(0)
+    output = log.read()
+    log.close()
+    assert output.count("waits for an outage to end") == 1, output
+    assert output.count("works again") == 1, output
+    assert "Aborted!" not in output
+    assert "Traceback" not in output
