@@ -258,6 +258,47 @@ def wait_until_up(
         time.sleep(0.2)
 
 
+def record_pids(processes: dict[str, subprocess.Popen[bytes]], pid_file: Path) -> None:
+    """Write each process' pid, and its program as a marker, for ``make down``."""
+    pid_file.write_text(
+        json.dumps({n: [p.pid, p.args[0]] for n, p in processes.items()})
+    )
+
+
+class Restarts:
+    """When to start a process that exited again: after 1 s, doubling to 30 s
+    while it keeps exiting, back to 1 s once it ran for a minute."""
+
+    def __init__(self) -> None:
+        self.delay: dict[str, float] = {}
+        self.at: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+
+    def running(self, name: str) -> None:
+        started = self.started.setdefault(name, time.monotonic())
+        if time.monotonic() - started > 60:
+            self.delay.pop(name, None)
+
+    def due(self, name: str, returncode: int) -> bool:
+        """Whether to start ``name`` again now; says when it will be."""
+        now = time.monotonic()
+        if name not in self.at:
+            delay = self.delay.get(name, 1.0)
+            self.delay[name] = min(delay * 2, 30.0)
+            self.at[name] = now + delay
+            print(
+                f"make up: {name} exited with {returncode}; starting it again"
+                f" in {delay:.0f} s.",
+                flush=True,
+            )
+            return False
+        if now < self.at[name]:
+            return False
+        del self.at[name]
+        self.started[name] = now
+        return True
+
+
 def stop(processes: dict[str, subprocess.Popen[bytes]], pid_file: Path) -> None:
     """TERM every process we started, by pid; KILL what is left after 20 s."""
     for process in processes.values():
@@ -315,20 +356,27 @@ def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for name, command in commands(run_dir, nginx_conf).items():
+        every = commands(run_dir, nginx_conf)
+        for name, command in every.items():
             processes[name] = subprocess.Popen(command, env=env, cwd=ROOT)
-        pid_file.write_text(
-            json.dumps({n: [p.pid, p.args[0]] for n, p in processes.items()})
-        )
+        record_pids(processes, pid_file)
         url = f"http://{args.listen}"
         wait_until_up(url, origin.netloc, [args.web, args.stream], processes)
         public = env["STOREFRONT_PUBLIC_URL"]
         print(f"\nThe storefront is up on {public} (Ctrl-C stops it).\n", flush=True)
+        restarts = Restarts()
         while not stopping:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    print(f"make up: {name} exited with {process.returncode}.")
-                    return 1
+            for name, process in list(processes.items()):
+                if process.poll() is None:
+                    restarts.running(name)
+                    continue
+                if restarts.due(name, process.returncode):
+                    processes[name] = subprocess.Popen(every[name], env=env, cwd=ROOT)
+                    record_pids(processes, pid_file)
+                    print(
+                        f"make up: started {name} again (pid {processes[name].pid}).",
+                        flush=True,
+                    )
             time.sleep(0.5)
         return 0
     finally:

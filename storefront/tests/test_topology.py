@@ -188,6 +188,25 @@ def test_a_web_pool_reload_fails_no_request(topology):
     assert set(results) == {200}, [r for r in results if r != 200][:5]
 
 
+def test_make_up_starts_a_process_that_died_again_and_says_so(topology):
+    old = topology.pids["worker"]
+    os.kill(old, signal.SIGKILL)
+    pid_file = topology.run_dir / "pids.json"
+    deadline = time.monotonic() + 20
+    while json.loads(pid_file.read_text())["worker"][0] == old:
+        assert time.monotonic() < deadline, topology.log.read_text()[-2000:]
+        time.sleep(0.2)
+    new = json.loads(pid_file.read_text())["worker"][0]
+    os.kill(new, 0)  # running
+    log = topology.log.read_text()
+    assert "make up: worker exited with -9; starting it again in 1 s." in log
+    assert f"make up: started worker again (pid {new})." in log
+    topology.pids["worker"] = new
+    assert topology.process.poll() is None, "the rest of the topology stays up"
+    with urllib.request.urlopen(f"{topology.url}/products/1", timeout=10) as page:
+        assert page.status == 200
+
+
 @pytest.mark.parametrize(
     ("service", "hint"),
     [("DATABASE", "apt-get install -y postgresql"), ("REDIS", "redis-server")],
