@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from flask_patterns import outbox as outbox_module
 from flask_patterns.db import Database
+from flask_patterns.outbox import metadata as outbox_metadata
+from flask_patterns.outbox import Outbox
+from flask_patterns.outbox import outbox_table
 
 metadata = sa.MetaData()
 item = sa.Table(
@@ -75,3 +80,57 @@ def probe(app: Flask) -> t.Iterator[Probe]:
     probe = Probe(app)
     yield probe
     assert probe.checked_out() == 0, "a connection was not returned to the pool"
+
+
+class Flaky(Exception):
+    pass
+
+
+@pytest.fixture
+def outbox(app, probe):
+    box = Outbox(app, db=db)
+    outbox_metadata.create_all(db.engine_for(app))
+    box.delivered = []
+    box.failures = 0
+
+    @box.handler("mail")
+    def send(message):
+        if box.failures:
+            box.failures -= 1
+            raise Flaky(f"smtp down ({box.failures} more)")
+        box.delivered.append((message.payload, message.key, message.attempts))
+
+    return box
+
+
+def insert(app, key, kind, payload, at=None):
+    """A message written as a process that died before delivering it would."""
+    now = at or dt.datetime.now(dt.UTC)
+    with app.app_context():
+        db.session.execute(
+            outbox_table.insert().values(
+                key=key,
+                kind=kind,
+                payload=payload,
+                created_at=now,
+                available_at=now,
+                attempts=0,
+            )
+        )
+
+
+def rows(app):
+    with db.engine_for(app).connect() as connection:
+        return connection.execute(sa.select(outbox_table).order_by("id")).all()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the outbox's clock forward."""
+    now = [dt.datetime.now(dt.UTC)]
+    monkeypatch.setattr(outbox_module, "_now", lambda: now[0])
+
+    def advance(seconds):
+        now[0] += dt.timedelta(seconds=seconds)
+
+    return advance

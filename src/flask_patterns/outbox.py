@@ -16,8 +16,10 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import random
 import threading
+import time
 import typing as t
 import uuid
 from dataclasses import dataclass
@@ -33,6 +35,10 @@ from ._registry import register
 from ._worker import run_worker
 from .db import after_commit
 from .db import Database
+from .outbox_admin import add_admin_commands
+from .outbox_admin import count
+from .outbox_admin import oldest_pending_age
+from .outbox_admin import purge_sent
 
 __all__ = ["Message", "Outbox", "metadata", "outbox_table"]
 
@@ -122,6 +128,7 @@ class Outbox:
         app.config.setdefault("PATTERNS_OUTBOX_MAX_ATTEMPTS", 10)
         app.config.setdefault("PATTERNS_OUTBOX_BACKOFF", 2.0)
         app.config.setdefault("PATTERNS_OUTBOX_BACKOFF_CAP", 3600.0)
+        app.config.setdefault("PATTERNS_OUTBOX_RETENTION", 7 * 24 * 3600.0)
         register(app, _NAME, _OutboxState(outbox=self), what="Outbox")
         app.cli.add_command(self._commands())
 
@@ -314,8 +321,19 @@ class Outbox:
                 if sent:
                     click.echo(f"Delivered {sent} message(s).")
 
+            purged_at = [-math.inf]
+
+            def step(stop: threading.Event) -> int:
+                sent = self.work(stop, batch=batch)
+                # The retention, applied once an hour.
+                if time.monotonic() - purged_at[0] > 3600:
+                    retention = current_app.config["PATTERNS_OUTBOX_RETENTION"]
+                    purge_sent(self, dt.timedelta(seconds=retention))
+                    purged_at[0] = time.monotonic()
+                return sent
+
             run_worker(
-                functools.partial(self.work, batch=batch),
+                step,
                 name="The outbox worker",
                 once=once,
                 interval=interval,
@@ -324,10 +342,18 @@ class Outbox:
 
         @group.command("status")
         def status() -> None:
-            """Show how many messages wait for delivery."""
-            click.echo(f"{self.pending()} message(s) pending.")
+            """Show how many messages wait for delivery, and for how long."""
+            age = oldest_pending_age(self)
+            waited = (
+                "" if age is None else f", the oldest for {age.total_seconds():.0f} s"
+            )
+            failed = count(self, "failed")
+            click.echo(f"{self.pending()} message(s) pending{waited}.")
+            if failed:
+                click.echo(f"{failed} failed: see 'flask outbox list --state failed'.")
             held = self.held_kinds()
             if held:
                 click.echo(f"Held until their handler is available: {', '.join(held)}.")
 
+        add_admin_commands(group, self)
         return group
