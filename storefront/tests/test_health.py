@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 
@@ -82,3 +83,41 @@ def test_readyz_follows_postgres_going_away_and_coming_back(
     postgres_relay.restore()
     up = client.get("/readyz")
     assert up.status_code == 200, up.json
+
+
+def readiness(app):
+    answer = app.test_client().get("/readyz", headers=WITH_TOKEN)
+    return answer.status_code, answer.json["checks"]["database"]
+
+
+def test_readyz_fails_on_a_sqlite_file_opened_read_only(app_factory, tmp_path):
+    writable = app_factory(READYZ_TOKEN=TOKEN)  # makes the schema
+    assert readiness(writable) == (200, "ok")
+    path = tmp_path / "shop.sqlite"
+    read_only = app_factory(
+        READYZ_TOKEN=TOKEN, DATABASE_URL=f"sqlite:///file:{path}?mode=ro&uri=true"
+    )
+    with read_only.app_context():
+        from storefront.extensions import db
+
+        refused = pytest.raises(sa.exc.OperationalError, match="readonly")
+        with refused, db.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE product SET stock = stock"))
+    assert readiness(read_only) == (503, "refuses writes: opened read-only (mode=ro)")
+
+
+def test_readyz_fails_when_the_sqlite_disk_is_nearly_full(app_factory):
+    # More free space asked for than any disk here has.
+    app = app_factory(READYZ_TOKEN=TOKEN, READYZ_MIN_FREE_BYTES=2**62)
+    status, reason = readiness(app)
+    assert status == 503
+    assert reason.startswith("refuses writes: ")
+    assert reason.endswith(f"bytes free on its disk, under {2**62}")
+
+
+def test_readyz_fails_on_a_read_only_postgresql(app_factory, postgres_url):
+    writable = app_factory(READYZ_TOKEN=TOKEN, DATABASE_URL=postgres_url)
+    assert readiness(writable) == (200, "ok")
+    url = postgres_url + "%20-cdefault_transaction_read_only%3Don"
+    app = app_factory(READYZ_TOKEN=TOKEN, DATABASE_URL=url)
+    assert readiness(app) == (503, "refuses writes: transactions are read-only")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import shutil
 
 import sqlalchemy as sa
 from flask import Blueprint
@@ -38,11 +40,51 @@ def _reason(error: Exception) -> str:
 
 
 def _check_database() -> str | None:
+    """The database answers and takes writes: a PostgreSQL that is a standby or
+    read-only, or a SQLite file that is read-only or on a full disk, answers
+    reads while every purchase fails."""
+    engine = db.engine
     try:
-        with db.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                refused = connection.scalar(_PG_READ_ONLY)
+            else:
+                connection.execute(sa.text("SELECT 1"))
+                refused = None
     except sa.exc.SQLAlchemyError as error:
         return _reason(error)
+    if refused:
+        return f"refuses writes: {refused}"
+    if engine.dialect.name == "sqlite":
+        return _sqlite_refuses_writes(engine.url)
+    return None
+
+
+_PG_READ_ONLY = sa.text(
+    "SELECT CASE WHEN pg_is_in_recovery() THEN 'a standby in recovery'"
+    " WHEN current_setting('transaction_read_only') = 'on'"
+    " THEN 'transactions are read-only' END"
+)
+
+
+def _sqlite_refuses_writes(url: sa.URL) -> str | None:
+    """Why writes to the SQLite file would fail, from the file system alone
+    (no write, no lock): opened read-only, a read-only file or directory (WAL
+    writes beside the file), or less free space than READYZ_MIN_FREE_BYTES."""
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        return None
+    if url.query.get("mode") == "ro" or "mode=ro" in path:
+        return "refuses writes: opened read-only (mode=ro)"
+    path = path.removeprefix("file:").split("?", 1)[0]
+    directory = os.path.dirname(os.path.abspath(path))
+    for name, where in (("file", path), ("directory", directory)):
+        if os.path.exists(where) and not os.access(where, os.W_OK):
+            return f"refuses writes: the database {name} is read-only"
+    free = shutil.disk_usage(directory).free
+    needed = int(current_app.config.get("READYZ_MIN_FREE_BYTES", 16 * 1024 * 1024))
+    if free < needed:
+        return f"refuses writes: {free} bytes free on its disk, under {needed}"
     return None
 
 
