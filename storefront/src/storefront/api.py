@@ -36,6 +36,8 @@ from .images import IMAGE_TYPES
 from .images import MAX_IMAGE_SIZE
 from .models import Order
 from .models import Product
+from .orders import checked_key
+from .orders import place_order
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -112,6 +114,22 @@ def orders() -> list[Order]:
     return list(mine)
 
 
+@bp.post("/products/<int:product_id>/purchase")
+@api_login_required
+@csrf_protected
+def purchase(product_id: int) -> t.Any:  # an Order, which JSONResponses converts
+    """Buy one item: 201 and the order; with an ``Idempotency-Key`` header a
+    repeated request answers 200 and the first order, buying nothing more;
+    409 when it is sold out."""
+    product = _product(product_id)
+    placed = place_order(product, checked_key(request.headers.get("Idempotency-Key")))
+    if placed.order is None:
+        abort(409, f"{product.name} is sold out.")
+    if placed.repeated:
+        return placed.order, 200, {"Idempotent-Replayed": "true"}
+    return placed.order, 201
+
+
 @bp.put("/products/<int:product_id>/image")
 @api_login_required
 @staff_only
@@ -141,3 +159,4 @@ def upload_image(product_id: int) -> ResponseReturnValue:
 
 # Checked by csrf_protected instead, after the login check.
 csrf.exempt(upload_image)
+csrf.exempt(purchase)

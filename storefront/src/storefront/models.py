@@ -120,11 +120,16 @@ class LoginSession(Base):
 
 class Order(Base):
     __tablename__ = "purchase_order"
+    # One order per purchase key and buyer: a repeated POST buys nothing more.
+    __table_args__ = (sa.UniqueConstraint("user_id", "purchase_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"))
     product_id: Mapped[int] = mapped_column(sa.ForeignKey("product.id"))
     price_cents: Mapped[int]
+    #: The one-time key of the form or the ``Idempotency-Key`` it was placed
+    #: with, if any.
+    purchase_key: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), default=_now
     )
