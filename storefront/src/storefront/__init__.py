@@ -210,7 +210,9 @@ def register_commands(app: Flask) -> None:
     from flask_patterns.assets import assets_cli
 
     from . import cli
+    from . import migrate
 
     app.cli.add_command(cli.init_db)
+    app.cli.add_command(migrate.commands())
     app.cli.add_command(cli.demo)
     app.cli.add_command(assets_cli)

@@ -6,6 +6,7 @@ import datetime as dt
 
 import click
 import sqlalchemy as sa
+from alembic import command
 from flask.cli import with_appcontext
 
 from flask_patterns.outbox import metadata as outbox_metadata
@@ -40,18 +41,38 @@ DEMO_PASSWORD = "storefront"  # noqa: S105 - demo accounts, printed on purpose
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Create the tables that do not exist yet."""
-    Base.metadata.create_all(db.engine)
-    outbox_metadata.create_all(db.engine)
-    relay_metadata.create_all(db.engine)
-    missing = missing_columns()
-    if missing:
-        raise click.ClickException(
-            "The database was made by an older version of the shop and lacks"
-            f" {', '.join(missing)}. Recreate it (for the embedded default,"
-            " delete the SQLite file in the instance folder) and run init-db again."
-        )
+    """Bring the schema to the newest migration. A database made before the
+    shop had migrations gets its missing tables, and is recorded as the first
+    migration if no column is missing."""
+    from . import migrate
+
+    if migrate.has_history(db.engine) or not _has_tables():
+        migrate.run(command.upgrade, "head")
+    else:
+        Base.metadata.create_all(db.engine)
+        outbox_metadata.create_all(db.engine)
+        relay_metadata.create_all(db.engine)
+        missing = missing_columns()
+        if missing:
+            raise click.ClickException(
+                "The database was made by an older version of the shop and lacks"
+                f" {', '.join(missing)}. Recreate it (for the embedded default,"
+                " delete the SQLite file in the instance folder) and run init-db"
+                " again."
+            )
+        migrate.run(command.stamp, FIRST_REVISION)
+        migrate.run(command.upgrade, "head")
     click.echo(f"Schema ready on {db.engine.url.render_as_string(hide_password=True)}.")
+
+
+#: The migration that matches a schema made by ``create_all`` before there were
+#: migrations.
+FIRST_REVISION = "0001"
+
+
+def _has_tables() -> bool:
+    names = set(sa.inspect(db.engine).get_table_names())
+    return bool(names & set(Base.metadata.tables))
 
 
 def missing_columns() -> list[str]:
