@@ -95,3 +95,46 @@ def test_the_worker_waits_out_a_database_outage_and_stops_cleanly(
     assert output.count("works again") == 1, output
     assert "Aborted!" not in output
     assert "Traceback" not in output
+
+
+def test_mail_waits_out_an_smtp_outage_and_goes_out_once_afterwards(
+    app_factory, unused_port
+):
+    from aiosmtpd.controller import Controller
+    from conftest import SmtpSink
+
+    from .test_purchase import buy
+    from .test_purchase import logged_in
+    from .test_purchase import product_id
+
+    sink = SmtpSink(unused_port)
+    shop = app_factory(SMTP_URL=sink.url, PATTERNS_OUTBOX_BACKOFF=0.05)
+    shop.test_cli_runner().invoke(args=["demo"])
+    client = logged_in(shop)
+    for slug in ("travel-mug", "espresso-cup"):  # SMTP is not there yet
+        assert buy(client, product_id(shop, slug)).status_code == 303
+    runner = shop.test_cli_runner()
+    for _ in range(3):
+        time.sleep(0.2)
+        runner.invoke(args=["outbox", "work", "--once"])  # fails, backs off
+    assert sink.messages == []
+    status = runner.invoke(args=["outbox", "status"]).output
+    assert status.startswith("2 message(s) pending, the oldest for ")
+
+    controller = Controller(sink, hostname="127.0.0.1", port=unused_port)
+    controller.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(sink.messages) < 2:
+            assert time.monotonic() < deadline, "not delivered"
+            time.sleep(0.3)
+            runner.invoke(args=["outbox", "work", "--once"])
+        runner.invoke(args=["outbox", "work", "--once"])
+    finally:
+        controller.stop()
+    ids = [m["Message-ID"] for m in sink.messages]
+    assert len(ids) == len(set(ids)) == 2, "each once, each with its own id"
+    assert all(i.endswith("@storefront>") for i in ids)
+    assert runner.invoke(args=["outbox", "status"]).output.startswith(
+        "0 message(s) pending"
+    )
