@@ -73,7 +73,9 @@ class Topology:
             return received
 
 
-def start_topology(tmp, postgres_server, redis_server, port_factory):
+def start_topology(tmp, postgres_server, redis_server, port_factory, **settings):
+    """``deploy/up.py`` on a database of its own; ``settings`` are more
+    ``STOREFRONT_*`` variables (without the prefix)."""
     import redis
     import sqlalchemy as sa
     from deploy.launch import launch
@@ -91,6 +93,7 @@ def start_topology(tmp, postgres_server, redis_server, port_factory):
     }
     for unset in ("SMTP_URL", "DEV_MAILBOX", "PUBLIC_URL"):
         env.pop(f"STOREFRONT_{unset}", None)
+    env.update({f"STOREFRONT_{name}": value for name, value in settings.items()})
     launched = launch(
         listen_port=port_factory(),
         web_port=port_factory(),
