@@ -35,10 +35,6 @@ from ._registry import register
 from ._worker import run_worker
 from .db import after_commit
 from .db import Database
-from .outbox_admin import add_admin_commands
-from .outbox_admin import count
-from .outbox_admin import oldest_pending_age
-from .outbox_admin import purge_sent
 
 __all__ = ["Message", "Outbox", "metadata", "outbox_table"]
 
@@ -302,6 +298,12 @@ class Outbox:
             session.execute(update.values(**values))
 
     def _commands(self) -> click.Group:
+        # outbox_admin works on this module's table: imported here, not above.
+        from .outbox_admin import add_admin_commands
+        from .outbox_admin import count
+        from .outbox_admin import oldest_pending_age
+        from .outbox_admin import purge_sent
+
         group = AppGroup("outbox", help="Deliver the messages of the outbox.")
 
         @group.command("work")

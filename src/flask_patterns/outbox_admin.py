@@ -11,8 +11,9 @@ import typing as t
 import click
 import sqlalchemy as sa
 
-if t.TYPE_CHECKING:
-    from .outbox import Outbox
+from . import outbox as _outbox
+from .outbox import Outbox
+from .outbox import outbox_table
 
 __all__ = [
     "STATES",
@@ -28,14 +29,8 @@ __all__ = [
 STATES = ("pending", "failed", "sent")
 
 
-def _table() -> sa.Table:
-    from .outbox import outbox_table
-
-    return outbox_table
-
-
 def _in_state(state: str) -> sa.ColumnElement[bool]:
-    c = _table().c
+    c = outbox_table.c
     if state == "pending":
         return sa.and_(c.sent_at.is_(None), c.failed_at.is_(None))
     if state == "failed":
@@ -47,9 +42,7 @@ def _in_state(state: str) -> sa.ColumnElement[bool]:
 
 def _now() -> dt.datetime:
     """The outbox's own clock, so that due times compare with its own."""
-    from . import outbox
-
-    return outbox._now()
+    return _outbox._now()
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -62,12 +55,11 @@ def select_messages(
 ) -> list[sa.Row[t.Any]]:
     """The messages in ``state`` (every state if ``None``), or the one with
     ``key``, newest first."""
-    table = _table()
-    query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+    query = sa.select(outbox_table).order_by(outbox_table.c.id.desc()).limit(limit)
     if state is not None:
         query = query.where(_in_state(state))
     if key is not None:
-        query = query.where(table.c.key == key)
+        query = query.where(outbox_table.c.key == key)
     with outbox.db.transaction() as session:
         return list(session.execute(query))
 
@@ -75,29 +67,27 @@ def select_messages(
 def retry_failed(outbox: Outbox, key: str | None = None) -> int:
     """Make the failed messages (only ``key`` if given) pending again, due now,
     with their attempts counted from zero; returns how many."""
-    table = _table()
     update = (
-        table.update()
+        outbox_table.update()
         .where(_in_state("failed"))
         .values(failed_at=None, attempts=0, available_at=_now(), claimed_until=None)
     )
     if key is not None:
-        update = update.where(table.c.key == key)
+        update = update.where(outbox_table.c.key == key)
     with outbox.db.transaction() as session:
         return _rowcount(session.execute(update))
 
 
 def purge_sent(outbox: Outbox, older_than: dt.timedelta) -> int:
     """Delete the messages sent more than ``older_than`` ago; returns how many."""
-    table = _table()
-    delete = table.delete().where(table.c.sent_at < _now() - older_than)
+    delete = outbox_table.delete().where(outbox_table.c.sent_at < _now() - older_than)
     with outbox.db.transaction() as session:
         return _rowcount(session.execute(delete))
 
 
 def count(outbox: Outbox, state: str) -> int:
     """How many messages are in ``state``."""
-    query = sa.select(sa.func.count()).select_from(_table()).where(_in_state(state))
+    query = sa.select(sa.func.count()).select_from(outbox_table).where(_in_state(state))
     with outbox.db.transaction() as session:
         return int(session.scalar(query) or 0)
 
@@ -108,8 +98,8 @@ def _rowcount(result: sa.Result[t.Any]) -> int:
 
 def oldest_pending_age(outbox: Outbox) -> dt.timedelta | None:
     """How long the oldest pending message has waited, or ``None``."""
-    table = _table()
-    query = sa.select(sa.func.min(table.c.created_at)).where(_in_state("pending"))
+    oldest_created = sa.func.min(outbox_table.c.created_at)
+    query = sa.select(oldest_created).where(_in_state("pending"))
     with outbox.db.transaction() as session:
         oldest = session.scalar(query)
     return None if oldest is None else _now() - _aware(oldest)

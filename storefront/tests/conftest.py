@@ -7,11 +7,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 
-from flask_patterns.outbox import metadata as outbox_metadata
-from flask_patterns.streams.relay import metadata as relay_metadata
 from storefront import create_app
 from storefront.extensions import db
-from storefront.models import Base
+from storefront.migrate import target_metadata
 
 
 def make_app(tmp_path: t.Any, **config: t.Any) -> Flask:
@@ -29,9 +27,8 @@ def make_app(tmp_path: t.Any, **config: t.Any) -> Flask:
     settings.update(config)
     app = create_app(settings)
     with app.app_context():
-        Base.metadata.create_all(db.engine)
-        outbox_metadata.create_all(db.engine)
-        relay_metadata.create_all(db.engine)
+        for metadata in target_metadata():
+            metadata.create_all(db.engine)
     return app
 
 

@@ -212,16 +212,22 @@ class RedisBroker(FanOutBroker):
     def _epoch_args(self) -> list[str]:
         return [new_epoch(), "1" if self.history_survives_restart else "0"]
 
-    def current(self, client: t.Any = None) -> tuple[str, int]:
+    def _run_current(self, client: t.Any = None) -> t.Any:
+        """Run the epoch-and-position script on ``client`` (a pipeline queues
+        it); its reply is ``[epoch, position]``."""
+        return self._current_script(
+            keys=[self.history_key, self.sequence_key],
+            args=self._epoch_args(),
+            client=client,
+        )
+
+    def current(self) -> tuple[str, int]:
         """The history's epoch and the position of the newest event published
         in it (0 before the first); starts a new epoch if the history is gone."""
         import redis
 
-        keys = [self.history_key, self.sequence_key]
         try:
-            epoch, position = self._current_script(
-                keys=keys, args=self._epoch_args(), client=client
-            )
+            epoch, position = self._run_current()
         except redis.RedisError as error:
             raise self.unavailable(error) from error
         return _decode(epoch), int(position)
@@ -270,11 +276,7 @@ class RedisBroker(FanOutBroker):
         channels = list(channels)
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                self._current_script(
-                    keys=[self.history_key, self.sequence_key],
-                    args=self._epoch_args(),
-                    client=pipe,
-                )
+                self._run_current(pipe)
                 for channel in channels:
                     pipe.xrange(self.stream_key(channel), min=f"(0-{after}")
                 for channel in channels:

@@ -28,6 +28,7 @@ import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
 from .._worker import OUTAGES
 from .._worker import run_worker
@@ -84,7 +85,7 @@ class EventRelay:
 
     def hold(
         self,
-        connection: sa.Connection | t.Any,
+        connection: sa.Connection | Session,
         channel: str,
         data: object,
         event: str | None,
@@ -145,11 +146,6 @@ class EventRelay:
         with self.engine.connect() as connection:
             query = sa.select(sa.func.count()).select_from(held_event_table)
             return int(connection.execute(query).scalar_one())
-
-    @property
-    def broker_away(self) -> bool:
-        """Whether this process waits for the broker to answer again."""
-        return self._away
 
     def _rows(self, which: sa.ColumnElement[bool], limit: int) -> list[_Held]:
         c = held_event_table.c

@@ -9,9 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 from flask.cli import with_appcontext
 
-from flask_patterns.outbox import metadata as outbox_metadata
-from flask_patterns.streams.relay import metadata as relay_metadata
-
+from . import migrate
 from .extensions import db
 from .models import Base
 from .models import Product
@@ -44,14 +42,11 @@ def init_db() -> None:
     """Bring the schema to the newest migration. A database made before the
     shop had migrations gets its missing tables, and is recorded as the first
     migration if no column is missing."""
-    from . import migrate
-
     if migrate.has_history(db.engine) or not _has_tables():
         migrate.run(command.upgrade, "head")
     else:
-        Base.metadata.create_all(db.engine)
-        outbox_metadata.create_all(db.engine)
-        relay_metadata.create_all(db.engine)
+        for metadata in migrate.target_metadata():
+            metadata.create_all(db.engine)
         missing = missing_columns()
         if missing:
             raise click.ClickException(
@@ -79,11 +74,7 @@ def missing_columns() -> list[str]:
     """The ``table.column`` names the models have and the database lacks."""
     inspector = sa.inspect(db.engine)
     missing = []
-    for table in [
-        *Base.metadata.sorted_tables,
-        *outbox_metadata.sorted_tables,
-        *relay_metadata.sorted_tables,
-    ]:
+    for table in (t for m in migrate.target_metadata() for t in m.sorted_tables):
         present = {column["name"] for column in inspector.get_columns(table.name)}
         missing += [
             f"{table.name}.{c.name}" for c in table.columns if c.name not in present
