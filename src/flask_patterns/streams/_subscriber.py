@@ -58,11 +58,6 @@ class Subscriber:
                 self._thread.start()
         self._tried.wait(timeout=5)
 
-    @property
-    def listening(self) -> bool:
-        """Whether the connection listens now."""
-        return self._listening.is_set()
-
     def wait_until_listening(self, timeout: float | None = None) -> bool:
         return self._listening.wait(timeout)
 

@@ -142,7 +142,7 @@ class EventStreams:
             slots=ClientSlots(),
         )
         register(app, _NAME, state, what="EventStreams")
-        app.cli.add_command(relay_commands())
+        app.cli.add_command(relay_commands(event_relay))
 
     @property
     def broker(self) -> Broker:

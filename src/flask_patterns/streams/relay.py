@@ -27,6 +27,7 @@ import uuid
 import click
 import sqlalchemy as sa
 from flask import current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
@@ -204,8 +205,8 @@ class EventRelay:
         log.warning("The broker answers again; %d held events relayed.", relayed)
 
 
-def relay_commands() -> click.Group:
-    """The ``flask streams`` commands."""
+def relay_commands(relay_of: t.Callable[[Flask], EventRelay]) -> click.Group:
+    """The ``flask streams`` commands; ``relay_of`` gives an app's relay."""
     group = AppGroup("streams", help="Relay the held events of the streams.")
 
     @group.command("relay")
@@ -216,9 +217,7 @@ def relay_commands() -> click.Group:
     def relay(once: bool, interval: float) -> None:
         """Relay the events committed transactions left held (a process that
         died, or a broker that was away), oldest first."""
-        from .extension import event_relay
-
-        relay = event_relay(current_app)
+        relay = relay_of(current_app)
 
         def relayed(count: int) -> None:
             if count:
