@@ -59,3 +59,53 @@ def test_closing_the_streams_of_a_wsgi_app_that_is_not_flask_closes_none():
     from flask_patterns.streams import close_streams
 
     assert close_streams(lambda environ, start_response: []) == 0
+
+
+def test_the_stream_pool_raises_its_open_files_to_what_its_streams_need(
+    unused_port, tmp_path
+):
+    """Started with a soft limit of 512 (a process manager's default is often
+    1024), a worker for 2,000 streams runs with room for them all."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    app = tmp_path / "plain_app.py"
+    app.write_text("def app(environ, start_response):\n    return []\n")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    gunicorn = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(CONFIG),
+            "--chdir",
+            str(tmp_path),
+            "plain_app:app",
+        ],
+        env={
+            **os.environ,
+            "STREAM_BIND": f"127.0.0.1:{unused_port}",
+            "STREAM_WORKER_CONNECTIONS": "2000",
+            "STREAM_CONTROL_SOCKET": str(tmp_path / "stream.ctl"),
+            "STREAM_GRACEFUL_TIMEOUT": "1",
+        },
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        children = Path(f"/proc/{gunicorn.pid}/task/{gunicorn.pid}/children")
+        deadline = time.monotonic() + 30
+        while not children.read_text().split():
+            assert time.monotonic() < deadline, "no worker started"
+            time.sleep(0.1)
+        worker = children.read_text().split()[0]
+        limits = Path(f"/proc/{worker}/limits").read_text()
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)
+        gunicorn.wait(timeout=30)
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3] == str(min(hard, 2000 + 256)), line

@@ -7,6 +7,7 @@ Run: ``gunicorn -c deploy/gunicorn/stream.conf.py storefront.wsgi:app``
 
 import gc
 import os
+import resource
 
 # STREAM_BIND: where nginx's "streams" upstream points.
 bind = os.environ.get("STREAM_BIND", "127.0.0.1:8002")
@@ -32,6 +33,32 @@ control_socket = os.environ.get(
     "STREAM_CONTROL_SOCKET", os.path.expanduser("~/.gunicorn/storefront-stream.ctl")
 )
 proc_name = "storefront-stream"
+
+
+#: Files a worker holds besides its streams: the listener, Redis, the database,
+#: logs, the control socket.
+SPARE_FILES = 256
+
+
+def on_starting(server):
+    """Raise the soft limit on open files to what the streams need, up to the
+    hard limit, before the workers fork: process managers often start programs
+    at 1024 (systemd's default soft limit), a tenth of the default streams.
+    Says so when even the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = worker_connections + SPARE_FILES
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        server.log.warning(
+            "STREAM_WORKER_CONNECTIONS=%d needs %d open files, but the hard limit"
+            " is %d: raise it (ulimit -Hn, systemd's LimitNOFILE, supervisord's"
+            " minfds) or lower STREAM_WORKER_CONNECTIONS.",
+            worker_connections,
+            needed,
+            hard,
+        )
+        needed = hard
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 # STREAM_GC_THRESHOLD: objects allocated before a young garbage collection
