@@ -220,6 +220,8 @@ class TcpRelay:
         import socket
         import threading
 
+        if self._listener is not None:
+            return  # already relaying
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
