@@ -26,6 +26,17 @@ BIN = Path(sys.executable).parent
 OUTAGE = 60.0
 
 
+def administer(postgres_server, statement):
+    """Run ``statement`` outside a transaction in the server's postgres database."""
+    admin = sa.make_url(postgres_server).set(
+        drivername="postgresql", database="postgres"
+    )
+    with psycopg.connect(
+        admin.render_as_string(hide_password=False), autocommit=True
+    ) as connection:
+        connection.execute(statement)
+
+
 class Deployment:
     """The storefront's processes under one process manager, on a database of
     their own reached through ``relay_port``."""
@@ -57,13 +68,7 @@ class Deployment:
         self.process: subprocess.Popen[bytes] | None = None
 
     def create_database(self, postgres_server):
-        admin = sa.make_url(postgres_server).set(
-            drivername="postgresql", database="postgres"
-        )
-        with psycopg.connect(
-            admin.render_as_string(hide_password=False), autocommit=True
-        ) as connection:
-            connection.execute(f'CREATE DATABASE "{self.database}"')
+        administer(postgres_server, f'CREATE DATABASE "{self.database}"')
         subprocess.run(
             [str(BIN / "flask"), "--app", "storefront", "init-db"],
             env={
@@ -77,13 +82,7 @@ class Deployment:
         )
 
     def drop_database(self, postgres_server):
-        admin = sa.make_url(postgres_server).set(
-            drivername="postgresql", database="postgres"
-        )
-        with psycopg.connect(
-            admin.render_as_string(hide_password=False), autocommit=True
-        ) as connection:
-            connection.execute(f'DROP DATABASE "{self.database}" WITH (FORCE)')
+        administer(postgres_server, f'DROP DATABASE "{self.database}" WITH (FORCE)')
 
     def ready(self):
         request = urllib.request.Request(f"http://{self.web}/readyz")
