@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import gc
+import os
+import resource
 import runpy
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+from bench import procfs
 from flask import Flask
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy/gunicorn/stream.conf.py"
@@ -66,13 +73,6 @@ def test_the_stream_pool_raises_its_open_files_to_what_its_streams_need(
 ):
     """Started with a soft limit of 512 (a process manager's default is often
     1024), a worker for 2,000 streams runs with room for them all."""
-    import os
-    import resource
-    import signal
-    import subprocess
-    import sys
-    import time
-
     app = tmp_path / "plain_app.py"
     app.write_text("def app(environ, start_response):\n    return []\n")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -97,12 +97,11 @@ def test_the_stream_pool_raises_its_open_files_to_what_its_streams_need(
         stderr=subprocess.DEVNULL,
     )
     try:
-        children = Path(f"/proc/{gunicorn.pid}/task/{gunicorn.pid}/children")
         deadline = time.monotonic() + 30
-        while not children.read_text().split():
+        while not procfs.children(gunicorn.pid):
             assert time.monotonic() < deadline, "no worker started"
             time.sleep(0.1)
-        worker = children.read_text().split()[0]
+        worker = procfs.children(gunicorn.pid)[0]
         limits = Path(f"/proc/{worker}/limits").read_text()
     finally:
         gunicorn.send_signal(signal.SIGTERM)

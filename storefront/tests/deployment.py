@@ -123,6 +123,37 @@ def stop_topology(topology, postgres_server):
         c.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
 
 
+def wait_for(condition, timeout=30.0, what=lambda: "timed out"):
+    """Poll ``condition`` until it holds; fail with ``what()`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.2)
+
+
+def queue_mail(engine, subject):
+    """An outbox row for a mail that is due now, as the shop would queue it."""
+    import datetime as dt
+
+    from flask_patterns.outbox import outbox_table
+
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            outbox_table.insert().values(
+                key=str(uuid.uuid4()),
+                kind="mail",
+                payload=json.dumps(
+                    {"recipient": "ada@example.com", "subject": subject, "body": "x\n"}
+                ),
+                created_at=now,
+                available_at=now,
+                attempts=0,
+            )
+        )
+
+
 class NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: t.Any, **kwargs: t.Any) -> None:
         return None

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
+from bench import procfs
 
+from .deployment import queue_mail
 from .deployment import ROOT
-from .test_worker_outage import queue_mail
+from .deployment import wait_for
 
 BIN = Path(sys.executable).parent
 OUTAGE = 60.0
@@ -102,9 +104,6 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        output = getattr(self, "output", None)
-        if output is not None:
-            output.close()
 
 
 class Supervisor(Deployment):
@@ -178,15 +177,14 @@ class Honcho(Deployment):
 
     def programs(self):
         """{pid: command} of every process below honcho."""
-        found, parents = {}, [self.process.pid]
-        while parents:
-            parent = parents.pop()
-            for task in Path(f"/proc/{parent}/task").iterdir():
-                for child in (task / "children").read_text().split():
-                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                    found[int(child)] = cmdline.replace(b"\0", b" ").decode()
-                    parents.append(int(child))
-        return found
+        return {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            for pid in procfs.tree(self.process.pid)[1:]
+        }
+
+    def stop(self):
+        super().stop()
+        self.output.close()
 
     def log(self):
         return (self.dir / "honcho.log").read_text()
@@ -197,13 +195,6 @@ class Honcho(Deployment):
             for line in self.log().splitlines()
             if re.match(r"\S+ worker\.1 ", line)
         )
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what()
-        time.sleep(0.5)
 
 
 def test_supervisor_and_the_procfile_outlast_a_minute_without_the_database(

@@ -11,15 +11,15 @@ import json
 import os
 import signal
 import threading
-import time
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from conftest import SmtpSink
 
+from .deployment import queue_mail
 from .deployment import start_topology
 from .deployment import stop_topology
-from .test_worker_outage import queue_mail
+from .deployment import wait_for
 
 LEASE = 3
 
@@ -39,13 +39,6 @@ class StallingSink(SmtpSink):
             self.holding.set()
             await asyncio.sleep(0.05)
         return reply
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what()
-        time.sleep(0.2)
 
 
 def test_a_worker_killed_while_it_delivers_is_restarted_and_no_mail_is_lost(

@@ -5,45 +5,19 @@ SIGTERM."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from flask_patterns.outbox import outbox_table
+from .deployment import queue_mail
+from .deployment import wait_for
 
 FLASK = Path(sys.executable).parent / "flask"
-
-
-def queue_mail(engine, subject):
-    now = dt.datetime.now(dt.UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            outbox_table.insert().values(
-                key=str(uuid.uuid4()),
-                kind="mail",
-                payload=json.dumps(
-                    {"recipient": "ada@example.com", "subject": subject, "body": "x\n"}
-                ),
-                created_at=now,
-                available_at=now,
-                attempts=0,
-            )
-        )
-
-
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_the_worker_waits_out_a_database_outage_and_stops_cleanly(
