@@ -1,8 +1,9 @@
-"""Publish-to-delivery latency, delivery, memory and Redis connections of event
-streams served by ONE gunicorn gevent worker, flask-patterns against Flask-SSE.
+"""Publish-to-delivery latency, CPU per delivery, memory and Redis connections
+of event streams served by ONE gunicorn gevent worker, flask-patterns against
+Flask-SSE and against a bare fan-out that bounds them both.
 
-Each run starts one gunicorn gevent worker process (``-k gevent -w 1
---worker-connections 12000``, on a free port of 127.0.0.1) serving one channel
+Each run starts one plain gunicorn gevent worker process (``-k gevent -w 1
+--worker-connections 16000``, on a free port of 127.0.0.1) serving one channel
 of server-sent events through Redis, opens N streams from one client process
 (``bench.sse_client``), then publishes an event every 0.5 s from a separate
 process (``python -m bench.sse_apps``) whose JSON data carries the publish time.
@@ -18,21 +19,27 @@ one Redis pub/sub connection per stream and is published to with
 
 Why: a stream worker is worth having only if one process holds many idle
 streams cheaply and still delivers every event promptly, without eating Redis'
-client slots. The targets, for flask-patterns: 10,000 concurrent streams in one
-worker, every event delivered to every stream, p99 latency <= 250 ms, <= 20 KiB
-of worker resident memory per idle stream (VmRSS after the streams opened minus
-before, over N) and <= 2 Redis connections from the worker, whatever N.
+client slots, and a server is only as cheap as what it does per delivery. The
+*bare fan-out* (``bench.bare_fanout``: ``selectors`` and non-blocking sockets,
+no Flask, no gevent) writes the same frames to as many streams: its deliveries
+per CPU-second are the ceiling every row is measured against. The targets, for
+flask-patterns: every event delivered to every stream, p99 latency <= 80 ms at
+10,000 streams and <= 200 ms at 15,000 in one worker, <= 12 KiB of worker
+resident memory per idle stream (VmRSS after the streams opened minus before,
+over N), <= 2 Redis connections from the worker, whatever N, and >= 0.6 of the
+ceiling's deliveries per CPU-second.
 
 Run it with ``make bench-streams`` (or ``make bench``); it prints a table and
-rewrites its own section of ``BENCHMARKS.md``. By default it measures both at
-1,000, 5,000 and 10,000 streams, about three and a half minutes in all;
-``--patterns N ...`` and ``--flask-sse N ...`` choose other numbers (none to
-leave one out), ``--profile DIR`` records the worker with py-spy while it
-publishes. Flask-SSE's virtualenv is ``/tmp/flask-sse-venv`` (the Makefile
-creates it) or ``--flask-sse-python``. It uses Redis database 14 of the
-server in ``REDIS_URL`` (default ``redis://127.0.0.1:6379``) and flushes it
-before each run. Every run is bounded in time and sends traffic to 127.0.0.1
-only.
+rewrites its own section of ``BENCHMARKS.md``. By default it measures the bare
+fan-out and flask-patterns at 1,000, 10,000 and 15,000 streams and Flask-SSE at
+1,000 and 10,000 (Redis' default 10,000 clients leave it no more), about five
+minutes in all; ``--ceiling N ...``, ``--patterns N ...`` and ``--flask-sse N
+...`` choose other numbers (none to leave one out), ``--profile DIR`` records
+the worker with py-spy while it publishes. Flask-SSE's virtualenv is
+``/tmp/flask-sse-venv`` (the Makefile creates it) or ``--flask-sse-python``.
+It uses Redis database 14 of the server in ``REDIS_URL`` (default
+``redis://127.0.0.1:6379``) and flushes it before each run. Every run is
+bounded in time and sends traffic to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -79,13 +87,15 @@ from bench.report import Section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = Section("streams")
-STREAM_CONFIG = ROOT / "deploy" / "gunicorn" / "stream.conf.py"
 DEFAULT_FLASK_SSE_PYTHON = "/tmp/flask-sse-venv/bin/python"
-WORKER_CONNECTIONS = 12_000
+WORKER_CONNECTIONS = 16_000
 TARGET_STREAMS = 10_000
-TARGET_P99 = 0.250
-TARGET_KIB = 20.0
+#: p99 latency targets by the most streams they apply to.
+TARGET_P99 = ((10_000, 0.080), (15_000, 0.200))
+TARGET_KIB = 12.0
 TARGET_REDIS = 2
+#: Deliveries per worker CPU-second, as a share of the ceiling's.
+TARGET_SHARE = 0.6
 VERSIONS = ("Flask", "Werkzeug", "gevent", "greenlet", "gunicorn", "redis")
 
 
@@ -97,6 +107,10 @@ class Implementation:
     # "opened": connected once the first SSE block arrived; "written": once the
     # request is written (the server sends nothing before the first event).
     mode: str
+    #: "gunicorn" serves ``app``; "bare" is ``bench.bare_fanout``.
+    server: str = "gunicorn"
+    #: Whose ``bench.sse_apps`` publisher sends the events.
+    publisher: str = ""
 
 
 IMPLEMENTATIONS = {
@@ -109,7 +123,19 @@ IMPLEMENTATIONS = {
         "/stream?channel=activity",
         "written",
     ),
+    "ceiling": Implementation(
+        "bare fan-out",
+        "",
+        "/streams/activity",
+        "opened",
+        server="bare",
+        publisher="flask-patterns",
+    ),
 }
+
+
+def publisher_of(name: str) -> str:
+    return IMPLEMENTATIONS[name].publisher or name
 
 
 @dataclass
@@ -150,6 +176,7 @@ class Run:
     redis_clients_peak: int = 0
     redis_rejected: int = 0
     worker_cpu: float = math.nan
+    worker_cpu_seconds: float = math.nan
     other_cpu: float = math.nan
     client_cpu: float = math.nan
     dropped: dict[str, int] = field(default_factory=dict)
@@ -181,17 +208,58 @@ class Run:
             return math.nan
         return (self.rss_idle_kib - self.rss_before_kib) / self.connected
 
-    def targets(self) -> dict[str, bool]:
+    @property
+    def per_cpu_second(self) -> float:
+        """(Event, stream) pairs delivered per second of the worker's CPU."""
+        if not self.worker_cpu_seconds > 0:
+            return math.nan
+        return self.received / self.worker_cpu_seconds
+
+    @property
+    def target_p99(self) -> float:
+        for most, p99 in TARGET_P99:
+            if self.streams <= most:
+                return p99
+        return TARGET_P99[-1][1]
+
+    def targets(self, share: float) -> dict[str, bool]:
+        """``share``: deliveries per CPU-second over the ceiling's."""
         return {
             "all streams connected": self.open_streams == self.streams,
             "every event to every stream": self.published > 0 and self.delivery == 1.0,
-            "p99 <= 250 ms": self.latency.get("p99", math.inf) <= TARGET_P99,
-            "<= 20 KiB per idle stream": self.kib_per_stream <= TARGET_KIB,
+            "p99 <= 80 ms (to 10,000 streams), 200 ms (15,000)": self.latency.get(
+                "p99", math.inf
+            )
+            <= self.target_p99,
+            "<= 12 KiB per idle stream": self.kib_per_stream <= TARGET_KIB,
             "<= 2 Redis connections": self.redis_peak <= TARGET_REDIS,
+            ">= 0.6 of the ceiling's deliveries per CPU-second": share >= TARGET_SHARE,
         }
 
 
 # Processes.
+
+
+def server_command(
+    python: str, impl: Implementation, port: int, log: Path, settings: Settings
+) -> list[str]:
+    if impl.server == "bare":
+        return [
+            python,
+            "-m",
+            "bench.bare_fanout",
+            f"--port={port}",
+            f"--redis-url={settings.redis_url}",
+            f"--notify-key={notify_key(settings)}",
+        ]
+    return gunicorn_command(python, impl.app, port, log)
+
+
+def notify_key(settings: Settings) -> str:
+    from bench.sse_apps import PREFIX
+    from flask_patterns.streams import RedisBroker
+
+    return RedisBroker(settings.redis_url, prefix=PREFIX).notify_key
 
 
 def gunicorn_command(python: str, app: str, port: int, log: Path) -> list[str]:
@@ -199,10 +267,7 @@ def gunicorn_command(python: str, app: str, port: int, log: Path) -> list[str]:
         python,
         "-m",
         "gunicorn",
-        # The stream pool's settings (garbage collector included); the flags
-        # after it override its address, worker count and logs.
-        "-c",
-        str(STREAM_CONFIG),
+        # Plain gunicorn, no config file: what a user gets from the README.
         "-k",
         "gevent",
         "-w",
@@ -226,13 +291,13 @@ def gunicorn_command(python: str, app: str, port: int, log: Path) -> list[str]:
     return [*command, app]
 
 
-def wait_until_serving(port: int, master: subprocess.Popen[bytes]) -> int:
+def wait_until_serving(port: int, master: subprocess.Popen[bytes], bare: bool) -> int:
     """Wait for the worker to answer ``GET /health``; return its pid."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if master.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {master.returncode}")
-        workers = children(master.pid)
+            raise RuntimeError(f"the server exited with status {master.returncode}")
+        workers = [master.pid] if bare else children(master.pid)
         if workers and health(port):
             return workers[0]
         time.sleep(0.2)
@@ -249,22 +314,26 @@ def health(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def gunicorn(
-    python: str, app: str, env: dict[str, str], log: Path
+def serving(
+    name: str, settings: Settings, env: dict[str, str], log: Path
 ) -> t.Iterator[tuple[int, int]]:
-    """Start one gevent worker; yield its port and pid; stop it at once."""
+    """Start one gevent worker (or the bare fan-out); yield its port and pid;
+    stop it at once."""
+    impl = IMPLEMENTATIONS[name]
     port = free_port()
+    python = settings.pythons[publisher_of(name)]
     # The app's own log records (the library's warnings) go to stderr.
     with stderr_log(log).open("wb") as output:
         master = subprocess.Popen(
-            gunicorn_command(python, app, port, log),
+            server_command(python, impl, port, log, settings),
+            cwd=ROOT,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     worker = 0
     try:
-        worker = wait_until_serving(port, master)
+        worker = wait_until_serving(port, master, impl.server == "bare")
         yield port, worker
     finally:
         stop_gunicorn(master, worker)
@@ -275,10 +344,10 @@ def stderr_log(log: Path) -> Path:
 
 
 def stop_gunicorn(master: subprocess.Popen[bytes], worker: int) -> None:
-    """SIGQUIT is gunicorn's quick shutdown; SIGKILL the processes started here
-    if they do not go within 10 s."""
+    """SIGQUIT is gunicorn's quick shutdown (SIGTERM the bare fan-out's);
+    SIGKILL the processes started here if they do not go within 10 s."""
     if master.poll() is None:
-        master.send_signal(signal.SIGQUIT)
+        master.send_signal(signal.SIGTERM if master.pid == worker else signal.SIGQUIT)
     try:
         master.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -341,12 +410,14 @@ class CpuMeter:
     def begin(self) -> None:
         self.start = self.read()
 
-    def end(self) -> tuple[float, float]:
-        """The worker's and the other processes' CPU, in cores."""
+    def end(self) -> tuple[float, float, float]:
+        """The worker's and the other processes' CPU, in cores, and the
+        worker's in seconds."""
         now = self.read()
         delta = {k: now[k] - self.start[k] for k in now}
         others = delta["machine"] - delta["worker"] - delta["ours"]
-        return delta["worker"] / delta["wall"], max(0.0, others) / delta["wall"]
+        worker = delta["worker"]
+        return worker / delta["wall"], max(0.0, others) / delta["wall"], worker
 
 
 def ports_to(pid: int, port: int) -> set[int]:
@@ -429,10 +500,10 @@ def publish(
     more often: reading 10,000 sockets' worth of ``/proc`` costs CPU too)."""
     process = subprocess.Popen(
         [
-            settings.pythons[name],
+            settings.pythons[publisher_of(name)],
             "-m",
             "bench.sse_apps",
-            name,
+            publisher_of(name),
             f"--events={settings.events}",
             f"--interval={settings.interval}",
         ],
@@ -484,10 +555,7 @@ def measure(
 ) -> None:
     impl = IMPLEMENTATIONS[run.implementation]
     env = server_env(settings)
-    with gunicorn(settings.pythons[run.implementation], impl.app, env, log) as (
-        port,
-        worker,
-    ):
+    with serving(run.implementation, settings, env, log) as (port, worker):
         before = redis_info(client)
         run.rss_before_kib = rss_kib(worker)
         load = load_client(port, impl, run.streams, settings)
@@ -542,7 +610,7 @@ def publish_and_drain(
     profiler = profile(worker, run.implementation, run.streams, settings)
     result = publish(run.implementation, settings, server_env(settings), sample)
     time.sleep(settings.window + 1)
-    run.worker_cpu, run.other_cpu = meter.end()
+    run.worker_cpu, run.other_cpu, run.worker_cpu_seconds = meter.end()
     if profiler is not None:
         profiler.wait(timeout=30)
     run.published_seqs = result.get("published", [])
@@ -648,14 +716,52 @@ def results_table(runs: list[Run], window: float) -> list[str]:
     return lines
 
 
+def same_streams(runs: list[Run], name: str, streams: int) -> Run | None:
+    return next(
+        (r for r in runs if r.implementation == name and r.streams == streams), None
+    )
+
+
+def ratio(run: Run, runs: list[Run], name: str) -> float:
+    """The run's deliveries per CPU-second over those of ``name`` serving as
+    many streams in the same benchmark; NaN if it did not."""
+    other = same_streams(runs, name, run.streams)
+    if other is None or not other.per_cpu_second > 0:
+        return math.nan
+    return run.per_cpu_second / other.per_cpu_second
+
+
+def times(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def cost_table(runs: list[Run]) -> list[str]:
+    lines = [
+        "| Implementation | Streams | Deliveries | Worker CPU | Deliveries per"
+        " CPU-second | CPU per delivery | Share of the ceiling | Over Flask-SSE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        per = r.per_cpu_second
+        micros = 1e6 / per if per > 0 else math.nan
+        lines.append(
+            f"| {r.label} | {r.streams:,} | {r.received:,}"
+            f" | {r.worker_cpu_seconds:.2f} s | **{per:,.0f}** | {micros:.1f} µs"
+            f" | **{times(ratio(r, runs, 'ceiling'))}**"
+            f" | {times(ratio(r, runs, 'flask-sse'))} |"
+        )
+    return lines
+
+
 def targets_table(runs: list[Run]) -> list[str]:
-    names = list(runs[0].targets())
+    names = list(runs[0].targets(math.nan))
     lines = [
         "| Implementation | Streams | " + " | ".join(names) + " |",
         "|---|---:|" + "---|" * len(names),
     ]
     for r in runs:
-        cells = " | ".join(yes(ok) for ok in r.targets().values())
+        targets = r.targets(ratio(r, runs, "ceiling"))
+        cells = " | ".join(yes(ok) for ok in targets.values())
         lines.append(f"| {r.label} | {r.streams:,} | {cells} |")
     return lines
 
@@ -788,12 +894,9 @@ def venv_versions(python: str) -> str:
 def method(settings: Settings) -> list[str]:
     seconds = settings.events * settings.interval
     return [
-        "- Server: one gunicorn process with ONE gevent worker (`-k gevent -w 1"
-        f" --worker-connections {WORKER_CONNECTIONS}`) on a free port of"
-        " 127.0.0.1, `ulimit -n` as given above, for both under the stream"
-        " pool's settings (`-c deploy/gunicorn/stream.conf.py`: a young"
-        " garbage collection threshold of 50,000 and `gc.freeze()` after"
-        " start-up; access log off). *flask-patterns*:"
+        "- Server: one plain gunicorn process with ONE gevent worker (`-k gevent"
+        f" -w 1 --worker-connections {WORKER_CONNECTIONS}`, no config file) on a"
+        " free port of 127.0.0.1, `ulimit -n` as given above. *flask-patterns*:"
         " `EventStreams(app, broker=RedisBroker(url, prefix=...))` and `GET"
         ' /streams/activity` returning `streams.response("activity")`,'
         f" heartbeat {settings.heartbeat:g} s; the broker has a key prefix of"
@@ -801,7 +904,13 @@ def method(settings: Settings) -> list[str]:
         " its notification channel. *Flask-SSE*: Flask-SSE 1.0,"
         " unmodified, in a virtualenv of its own with the same Flask, redis-py,"
         " gevent and gunicorn; its blueprint at `/stream`, clients on"
-        " `?channel=activity`.",
+        " `?channel=activity`. *bare fan-out*, the ceiling"
+        " (`bench/bare_fanout.py`): one process with no Flask, no WSGI and no"
+        " gevent, a `selectors` loop over non-blocking sockets that answers"
+        " each stream with the same headers and opening frame, reads the"
+        " flask-patterns broker's notifications from Redis and writes each"
+        " event's frame, chunk-framed as gunicorn frames it, to every stream"
+        " with one `send` each; it is published to like flask-patterns.",
         "- Load client (`bench/sse_client.py`): one process, one epoll loop over"
         " raw non-blocking sockets, a minimal HTTP/1.1 `GET`, a de-chunker and"
         " an SSE block parser. It opens the N streams in batches of"
@@ -841,7 +950,13 @@ def method(settings: Settings) -> list[str]:
         f" {urllib.parse.urlsplit(settings.redis_url).path.lstrip('/')},"
         " flushed before each run.",
         "- Worker CPU: its user + system CPU time from the first publish to the"
-        " end of the drain, over that wall-clock time (100 % = one core). The"
+        " end of the drain, over that wall-clock time (100 % = one core)."
+        " *Deliveries per CPU-second* is the (event, stream) pairs received"
+        " over that CPU time; *share of the ceiling* and *over Flask-SSE*"
+        " divide it by the bare fan-out's and Flask-SSE's at the same number"
+        " of streams in the same benchmark. On loopback the kernel charges"
+        " the receiver's TCP work to the sender too, so a `send` costs more"
+        " CPU here than to a remote client. The"
         " load client, Redis and the publisher run on the same machine. *CPU of"
         " processes outside the benchmark* is the machine's busy time"
         " (`/proc/stat`) over the same period minus that of the worker, the"
@@ -852,15 +967,22 @@ def method(settings: Settings) -> list[str]:
 
 
 def verdict(runs: list[Run]) -> str:
-    ours = [r for r in runs if r.implementation == "flask-patterns"]
-    top = max(ours, key=lambda r: r.streams, default=None)
-    if top is None:
-        return "flask-patterns was not measured."
-    missed = [name for name, ok in top.targets().items() if not ok]
-    if top.streams < TARGET_STREAMS:
-        missed.insert(0, f"{TARGET_STREAMS:,} streams (largest run: {top.streams:,})")
-    state = "met" if not missed else "not met (" + "; ".join(missed) + ")"
-    return f"Targets for flask-patterns at {top.streams:,} streams: **{state}**."
+    ours = [
+        r
+        for r in runs
+        if r.implementation == "flask-patterns" and r.streams >= TARGET_STREAMS
+    ]
+    if not ours:
+        return f"flask-patterns was not measured at {TARGET_STREAMS:,} streams or more."
+    lines = []
+    for run in ours:
+        targets = run.targets(ratio(run, runs, "ceiling"))
+        missed = [name for name, ok in targets.items() if not ok]
+        state = "met" if not missed else "not met (" + "; ".join(missed) + ")"
+        lines.append(
+            f"Targets for flask-patterns at {run.streams:,} streams: **{state}**."
+        )
+    return "\n\n".join(lines)
 
 
 def section(runs: list[Run], settings: Settings) -> str:
@@ -869,7 +991,8 @@ def section(runs: list[Run], settings: Settings) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [
         SECTION.start,
-        "## Event streams: flask-patterns vs. Flask-SSE 1.0, one gevent worker",
+        "## Event streams: flask-patterns vs. Flask-SSE 1.0 and a bare fan-out,"
+        " one worker",
         "",
         f"- Date: {now}",
         f"- Machine: {settings.machine}, {load} at the end, {limits}",
@@ -882,6 +1005,10 @@ def section(runs: list[Run], settings: Settings) -> str:
         *method(settings),
         "",
         *results_table(runs, settings.window),
+        "",
+        "CPU per delivery:",
+        "",
+        *cost_table(runs),
         "",
         verdict(runs),
         "",
@@ -915,11 +1042,12 @@ def redis_database_url(base: str, database: int) -> str:
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--patterns", type=int, nargs="*", default=[1_000, 5_000, 10_000]
+        "--ceiling", type=int, nargs="*", default=[1_000, 10_000, 15_000]
     )
     parser.add_argument(
-        "--flask-sse", type=int, nargs="*", default=[1_000, 5_000, 10_000]
+        "--patterns", type=int, nargs="*", default=[1_000, 10_000, 15_000]
     )
+    parser.add_argument("--flask-sse", type=int, nargs="*", default=[1_000, 10_000])
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--window", type=float, default=5.0)
@@ -938,7 +1066,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     args = parser.parse_args(argv)
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     settings = Settings(
-        runs=[("flask-patterns", n) for n in args.patterns]
+        runs=[("ceiling", n) for n in args.ceiling]
+        + [("flask-patterns", n) for n in args.patterns]
         + [("flask-sse", n) for n in args.flask_sse],
         events=args.events,
         interval=args.interval,
@@ -969,6 +1098,10 @@ def check_flask_sse(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings, report = parse_args(argv)
+    # The servers and the load client inherit it: 15,000 streams need more
+    # than the usual soft limit of 1,024 open files.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     check_flask_sse(settings)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
     server = client.info("server")["redis_version"]
@@ -985,6 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         return 1
     print("\n" + "\n".join(results_table(runs, settings.window)))
+    print("\n" + "\n".join(cost_table(runs)))
     print("\n" + verdict(runs))
     if report is not None:
         SECTION.write(report, section(runs, settings))
