@@ -126,3 +126,24 @@ def run_under_gevent(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.fixture
+def serve(redis_url, tmp_path):
+    """Start ``served_app`` under a real gunicorn gevent worker with the
+    given ``STREAMS_*`` settings; every worker started stops at the end."""
+    from conftest import free_port
+
+    from .serving import Served
+
+    started = []
+
+    def serve(**settings):
+        log = tmp_path / f"gunicorn-{len(started)}.log"
+        served = Served(redis_url, free_port(), log, **settings)
+        started.append(served)
+        return served
+
+    yield serve
+    for served in started:
+        served.stop()

@@ -14,8 +14,8 @@ import pytest
 from flask_patterns.streams import BrokerUnavailable
 from flask_patterns.streams import RedisBroker
 
-from .test_served import Client
-from .test_served import Served
+from .serving import Client
+from .serving import Served
 
 FOLLOWERS = 200
 
