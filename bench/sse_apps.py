@@ -13,9 +13,10 @@ gunicorn loads them as ``bench.sse_apps:patterns_app()`` and
 ``bench.sse_apps:flask_sse_app()``. Each imports its library only when called,
 so Flask-SSE's app runs in a virtualenv without flask-patterns and the other way
 round. ``BENCH_STREAMS_REDIS_URL`` names the Redis database,
-``BENCH_STREAMS_HEARTBEAT`` flask-patterns' heartbeat interval. flask-patterns'
-broker uses a key prefix of its own, so that nothing else using the same Redis
-server shares its keys or its notification channel.
+``BENCH_STREAMS_HEARTBEAT`` flask-patterns' heartbeat interval, and
+``BENCH_STREAMS_DETACH=0`` keeps each flask-patterns stream in its request.
+flask-patterns' broker uses a key prefix of its own, so that nothing else using
+the same Redis server shares its keys or its notification channel.
 
 ``python -m bench.sse_apps IMPL --events 20 --interval 0.5`` publishes events the
 way each library's users do: ``RedisBroker(url).publish(...)`` without a Flask
@@ -39,6 +40,7 @@ from flask import Flask
 CHANNEL = "activity"
 REDIS_URL_ENV = "BENCH_STREAMS_REDIS_URL"
 HEARTBEAT_ENV = "BENCH_STREAMS_HEARTBEAT"
+DETACH_ENV = "BENCH_STREAMS_DETACH"
 PREFIX = "{flask-patterns-bench}:"
 IMPLEMENTATIONS = ("flask-patterns", "flask-sse")
 
@@ -66,6 +68,7 @@ def patterns_app() -> Flask:
     app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = (CHANNEL,)
     # The load client opens every stream from one address: no per-client cap.
     app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
+    app.config["PATTERNS_STREAMS_DETACH"] = os.environ.get(DETACH_ENV, "1") != "0"
     streams = EventStreams(app, broker=RedisBroker(redis_url(), prefix=PREFIX))
 
     @app.get("/streams/activity")

@@ -32,14 +32,15 @@ ceiling's deliveries per CPU-second.
 Run it with ``make bench-streams`` (or ``make bench``); it prints a table and
 rewrites its own section of ``BENCHMARKS.md``. By default it measures the bare
 fan-out and flask-patterns at 1,000, 10,000 and 15,000 streams and Flask-SSE at
-1,000 and 10,000 (Redis' default 10,000 clients leave it no more), about five
-minutes in all; ``--ceiling N ...``, ``--patterns N ...`` and ``--flask-sse N
-...`` choose other numbers (none to leave one out), ``--profile DIR`` records
-the worker with py-spy while it publishes. Flask-SSE's virtualenv is
-``/tmp/flask-sse-venv`` (the Makefile creates it) or ``--flask-sse-python``.
-It uses Redis database 14 of the server in ``REDIS_URL`` (default
-``redis://127.0.0.1:6379``) and flushes it before each run. Every run is
-bounded in time and sends traffic to 127.0.0.1 only.
+1,000 and 10,000 (Redis' default 10,000 clients leave it no more), and
+flask-patterns with streams kept in their requests at 10,000, about ten minutes
+in all; ``--ceiling N ...``, ``--patterns N ...``, ``--attached N ...`` and
+``--flask-sse N ...`` choose other numbers (none to leave one out),
+``--profile DIR`` records the worker with py-spy while it publishes.
+Flask-SSE's virtualenv is ``/tmp/flask-sse-venv`` (the Makefile creates it) or
+``--flask-sse-python``. It uses Redis database 14 of the server in
+``REDIS_URL`` (default ``redis://127.0.0.1:6379``) and flushes it before each
+run. Every run is bounded in time and sends traffic to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -111,11 +112,21 @@ class Implementation:
     server: str = "gunicorn"
     #: Whose ``bench.sse_apps`` publisher sends the events.
     publisher: str = ""
+    #: Extra environment of the server.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 IMPLEMENTATIONS = {
     "flask-patterns": Implementation(
         "flask-patterns", "bench.sse_apps:patterns_app()", "/streams/activity", "opened"
+    ),
+    "attached": Implementation(
+        "flask-patterns, not detached",
+        "bench.sse_apps:patterns_app()",
+        "/streams/activity",
+        "opened",
+        publisher="flask-patterns",
+        env=(("BENCH_STREAMS_DETACH", "0"),),
     ),
     "flask-sse": Implementation(
         "Flask-SSE 1.0",
@@ -554,7 +565,7 @@ def measure(
     run: Run, client: redis.Redis, settings: Settings, log: Path, redis_port: int
 ) -> None:
     impl = IMPLEMENTATIONS[run.implementation]
-    env = server_env(settings)
+    env = {**server_env(settings), **dict(impl.env)}
     with serving(run.implementation, settings, env, log) as (port, worker):
         before = redis_info(client)
         run.rss_before_kib = rss_kib(worker)
@@ -738,17 +749,21 @@ def times(value: float) -> str:
 def cost_table(runs: list[Run]) -> list[str]:
     lines = [
         "| Implementation | Streams | Deliveries | Worker CPU | Deliveries per"
-        " CPU-second | CPU per delivery | Share of the ceiling | Over Flask-SSE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        " CPU-second | CPU per delivery | Share of the ceiling | Over Flask-SSE"
+        " | p99 over the ceiling's |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         per = r.per_cpu_second
         micros = 1e6 / per if per > 0 else math.nan
+        ceiling = same_streams(runs, "ceiling", r.streams)
+        p99 = r.latency.get("p99", math.nan)
+        base = ceiling.latency.get("p99", math.nan) if ceiling else math.nan
         lines.append(
             f"| {r.label} | {r.streams:,} | {r.received:,}"
             f" | {r.worker_cpu_seconds:.2f} s | **{per:,.0f}** | {micros:.1f} µs"
             f" | **{times(ratio(r, runs, 'ceiling'))}**"
-            f" | {times(ratio(r, runs, 'flask-sse'))} |"
+            f" | {times(ratio(r, runs, 'flask-sse'))} | {times(p99 / base)} |"
         )
     return lines
 
@@ -901,7 +916,10 @@ def method(settings: Settings) -> list[str]:
         ' /streams/activity` returning `streams.response("activity")`,'
         f" heartbeat {settings.heartbeat:g} s; the broker has a key prefix of"
         " its own, so that nothing else on the Redis server shares its keys or"
-        " its notification channel. *Flask-SSE*: Flask-SSE 1.0,"
+        " its notification channel. *flask-patterns, not detached*: the same"
+        " app with `PATTERNS_STREAMS_DETACH = False`, so that each stream keeps"
+        " its request's greenlet and every event goes through it and gunicorn's"
+        " write, as before streams detached. *Flask-SSE*: Flask-SSE 1.0,"
         " unmodified, in a virtualenv of its own with the same Flask, redis-py,"
         " gevent and gunicorn; its blueprint at `/stream`, clients on"
         " `?channel=activity`. *bare fan-out*, the ceiling"
@@ -1047,6 +1065,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument(
         "--patterns", type=int, nargs="*", default=[1_000, 10_000, 15_000]
     )
+    parser.add_argument("--attached", type=int, nargs="*", default=[10_000])
     parser.add_argument("--flask-sse", type=int, nargs="*", default=[1_000, 10_000])
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.5)
@@ -1068,6 +1087,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None]:
     settings = Settings(
         runs=[("ceiling", n) for n in args.ceiling]
         + [("flask-patterns", n) for n in args.patterns]
+        + [("attached", n) for n in args.attached]
         + [("flask-sse", n) for n in args.flask_sse],
         events=args.events,
         interval=args.interval,

@@ -1,21 +1,27 @@
 """The app the fault tests serve with a real gunicorn gevent worker: streams
 from the Redis at ``$REDIS_URL``, every channel public, ``/open`` says how many
-streams the worker holds, ``POST /publish/<channel>?count=&size=`` publishes."""
+streams the worker holds, ``/held`` how many of them are detached and how many
+greenlets the worker has, ``POST /publish/<channel>?count=&size=`` publishes
+and ``POST /end/<channel>`` ends a channel's streams."""
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 
+import greenlet
 from flask import Flask
 from flask import request
 
 from flask_patterns.streams import EventStreams
 from flask_patterns.streams import RedisBroker
+from flask_patterns.streams.detached import DetachedStream
 
 app = Flask(__name__)
 app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = ["*"]
 app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
-for name in ("WRITE_TIMEOUT", "QUEUE_LIMIT", "HEARTBEAT"):
+for name in ("WRITE_TIMEOUT", "QUEUE_LIMIT", "HEARTBEAT", "MAX_LIFETIME", "DETACH"):
     if f"STREAMS_{name}" in os.environ:
         app.config[f"PATTERNS_STREAMS_{name}"] = float(os.environ[f"STREAMS_{name}"])
 broker = RedisBroker(
@@ -42,3 +48,15 @@ def publish(channel: str) -> str:
     size = int(request.args.get("size", 10))
     ids = [broker.publish(channel, f"{n}:" + "x" * size) for n in range(count)]
     return ids[-1]
+
+
+@app.get("/held")
+def held() -> str:
+    greenlets = sum(isinstance(o, greenlet.greenlet) for o in gc.get_objects())
+    return json.dumps({"detached": DetachedStream.open_count, "greenlets": greenlets})
+
+
+@app.post("/end/<channel>")
+def end(channel: str) -> str:
+    broker.end_channel(channel)
+    return "ok"

@@ -75,6 +75,7 @@ def test_every_setting_gets_its_default(tmp_path):
         "PATTERNS_STREAMS_MAX_PER_CLIENT": 10,
         "PATTERNS_STREAMS_WRITE_TIMEOUT": 30.0,
         "PATTERNS_STREAMS_DURABLE": True,
+        "PATTERNS_STREAMS_DETACH": True,
     }
 
 

@@ -64,6 +64,13 @@ class StoredEvent:
         return self.to_sse().encode()
 
     @functools.cached_property
+    def chunk(self) -> bytes:
+        """The frame as one chunk of a chunked HTTP/1.1 body, for the streams
+        written to without the server (see :mod:`.sink`)."""
+        frame = self.frame
+        return b"%x\r\n%s\r\n" % (len(frame), frame)
+
+    @functools.cached_property
     def position(self) -> int:
         """The id's position, to compare events without parsing it again."""
         return int(self.id.rpartition("-")[2])

@@ -136,6 +136,7 @@ class EventStreams:
         app.config.setdefault("PATTERNS_STREAMS_MAX_PER_CLIENT", DEFAULT_MAX_PER_CLIENT)
         app.config.setdefault("PATTERNS_STREAMS_WRITE_TIMEOUT", 30.0)
         app.config.setdefault("PATTERNS_STREAMS_DURABLE", True)
+        app.config.setdefault("PATTERNS_STREAMS_DETACH", True)
         state = StreamsState(
             broker=broker or self._broker or MemoryBroker(),
             client_key=client_key or self._client_key,
@@ -225,7 +226,13 @@ class EventStreams:
             give_back = _take_slot(settings)
         sock = client_socket(request.environ) if has_request_context() else None
         return stream_response(
-            self.broker, channels, last_event_id, settings, give_back, sock
+            self.broker,
+            channels,
+            last_event_id,
+            settings,
+            give_back,
+            sock,
+            detach=bool(current_app.config["PATTERNS_STREAMS_DETACH"]),
         )
 
     def channel_token(self, *channels: str) -> str:

@@ -64,7 +64,12 @@ class FanOut:
                 listener.attach(None)
 
     def deliver(self, event: StoredEvent) -> None:
-        """Hand ``event`` to every listener of its channel; never blocks."""
+        """Hand ``event`` to every listener of its channel; never blocks.
+        Under gevent it runs on the hub's thread, where detached streams
+        write: from another thread it is handed there."""
+        if self.hub is not None and original_get_ident() != self._hub_thread:
+            run_on_hub(self.hub, self._hub_thread, self.deliver, event)
+            return
         with self.lock:
             listeners = list(self._by_channel.get(event.channel, ()))
         parked = [listener for listener in listeners if listener.push(event)]

@@ -4,6 +4,7 @@ opening frame and the catch-up to the live events, heartbeats and the end."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -16,6 +17,10 @@ from ..sse import comment
 from ..sse import ServerSentEvent
 from .broker import Broker
 from .broker import BrokerUnavailable
+from .detached import detachable
+from .detached import DetachedStream
+from .detached import open_detached
+from .detached import response_head
 from .events import parse_event_id
 from .listener import Listener
 from .replay import catch_up_frames
@@ -23,6 +28,7 @@ from .replay import spread_retry
 
 __all__ = [
     "StreamBody",
+    "StreamResponse",
     "StreamSettings",
     "client_socket",
     "stream_response",
@@ -65,15 +71,38 @@ def stream_response(
     settings: StreamSettings,
     give_back: t.Callable[[], None],
     sock: _Socket | None = None,
+    *,
+    detach: bool = False,
 ) -> Response:
     """The response that streams ``channels`` from ``broker``; ``give_back``
     runs when the server closes it. The server's writes to ``sock`` (see
     :func:`client_socket`) fail once a client has accepted nothing for
-    ``settings.write_timeout`` seconds, which ends the stream."""
+    ``settings.write_timeout`` seconds, which ends the stream. With
+    ``detach``, a stream served by gunicorn's gevent worker leaves its
+    request once it is live (see :mod:`.detached`)."""
+    channels = frozenset(channels)
     listener = Listener(channels, maxsize=settings.queue_limit)
     frames = _frames(broker, listener, last_event_id, settings, sock)
-    return Response(
-        StreamBody(frames, give_back),
+    body = StreamBody(frames, give_back)
+
+    def open_detached_stream(environ: t.Mapping[str, t.Any]) -> object | None:
+        how = detachable(environ)
+        if how is None:
+            return None
+        headers = response.get_wsgi_headers(t.cast(t.Any, environ)).to_wsgi_list()
+        return open_detached(
+            how,
+            broker,
+            channels,
+            settings,
+            body.detach(),
+            response_head(response.status, headers, how.chunked),
+            functools.partial(_catch_up_detached, broker, last_event_id),
+        )
+
+    response = StreamResponse(
+        body,
+        open_detached_stream if detach else None,
         mimetype="text/event-stream",
         # A stream may carry private channels: no cache keeps any of it.
         headers={"Cache-Control": "private, no-store", "X-Accel-Buffering": "no"},
@@ -81,6 +110,28 @@ def stream_response(
         # without two more iterator layers per frame.
         direct_passthrough=True,
     )
+    return response
+
+
+class StreamResponse(Response):
+    """A stream's response: served as the iterable of its frames, or, where
+    the server allows, detached from its request once live."""
+
+    def __init__(
+        self,
+        body: StreamBody,
+        detach: t.Callable[[t.Mapping[str, t.Any]], object | None] | None,
+        **options: t.Any,
+    ) -> None:
+        super().__init__(body, **options)
+        self._detach = detach
+
+    def __call__(self, environ: t.Any, start_response: t.Any) -> t.Iterable[bytes]:
+        if self._detach is not None:
+            handled = self._detach(environ)
+            if handled is not None:
+                return t.cast(t.Iterable[bytes], handled)
+        return super().__call__(environ, start_response)
 
 
 class StreamBody:
@@ -98,6 +149,13 @@ class StreamBody:
 
     def __iter__(self) -> t.Iterator[bytes]:
         return self._frames
+
+    def detach(self) -> t.Callable[[], None]:
+        """Hand over ``give_back`` to a stream that goes on without this body;
+        the frames never start and closing this gives nothing back."""
+        give_back, self._give_back = self._give_back, _nothing
+        self._frames.close()
+        return give_back
 
     def close(self) -> None:
         try:
@@ -137,6 +195,15 @@ def _catch_up(
     replay = broker.replay(listener.channels, seen[1] if seen else 0)
     frames, last = catch_up_frames(replay, seen)
     return frames, last, replay.epoch
+
+
+def _catch_up_detached(
+    broker: Broker, last_event_id: str | None, stream: DetachedStream
+) -> list[bytes]:
+    frames, last, epoch = _catch_up(broker, stream, last_event_id)
+    stream.epoch = epoch
+    stream.last_sent = -1 if last is None else last
+    return frames
 
 
 def _frames(
