@@ -30,6 +30,15 @@ def wait_until(condition, timeout=10.0):
         time.sleep(0.05)
 
 
+def open_all(served, streams):
+    """Wait until every stream has its opening frame and the worker counts
+    them all; returns them."""
+    for stream in streams:
+        stream.read(lambda s: b": open\n\n" in s.raw)
+    wait_until(lambda: served.open_streams() == len(streams))
+    return streams
+
+
 class Stream:
     """One HTTP/1.1 ``EventSource`` on a blocking socket."""
 
@@ -113,9 +122,7 @@ def test_http11_streams_leave_their_request_and_stay_well_framed(serve, redis_ur
     # parts once they read again.
     slow = [Stream(served.port, rcvbuf=4096) for _ in range(3)]
     fast = [Stream(served.port) for _ in range(12)]
-    streams = slow + fast
-    for stream in streams:
-        stream.read(lambda s: b": open\n\n" in s.raw)
+    streams = open_all(served, slow + fast)
     wait_until(lambda: held(served)["detached"] == 15)
     # The subscriber, the clock, this request: none kept per stream.
     assert held(served)["greenlets"] < idle + 8
@@ -159,15 +166,15 @@ def test_a_detached_stream_ends_after_its_lifetime_with_a_retry_hint(serve):
     assert stream.frames()[-1].startswith("retry: ")
     assert 3000 <= int(stream.frames()[-1].split(": ")[1]) <= 12000
     wait_until(lambda: served.open_streams() == 0)
-    assert held(served)["detached"] == 0
+    wait_until(lambda: held(served)["detached"] == 0)
     stream.close()
 
 
 def test_ending_a_channel_ends_its_detached_streams_only(serve):
     served = serve(heartbeat=5)
-    ended, stays = Stream(served.port, "a"), Stream(served.port, "b,c")
-    for stream in (ended, stays):
-        stream.read(lambda s: b": open\n\n" in s.raw)
+    ended, stays = open_all(
+        served, [Stream(served.port, "a"), Stream(served.port, "b,c")]
+    )
     wait_until(lambda: held(served)["detached"] == 2)
     connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
     connection.request("POST", "/end/a")
@@ -184,24 +191,19 @@ def test_ending_a_channel_ends_its_detached_streams_only(serve):
 
 def test_clients_that_leave_are_forgotten_at_the_next_heartbeat(serve):
     served = serve(heartbeat=0.3)
-    streams = [Stream(served.port) for _ in range(20)]
-    for stream in streams:
-        stream.read(lambda s: b": open\n\n" in s.raw)
-    wait_until(lambda: served.open_streams() == 20)
+    streams = open_all(served, [Stream(served.port) for _ in range(20)])
     for stream in streams[:15]:
         stream.close()
     # The first write after the close meets a reset connection.
     wait_until(lambda: served.open_streams() == 5)
-    assert held(served)["detached"] == 5
+    wait_until(lambda: held(served)["detached"] == 5)
     for stream in streams[15:]:
         stream.close()
 
 
 def test_a_stopped_worker_tells_its_detached_streams_when_to_come_back(serve):
     served = serve(heartbeat=5)
-    streams = [Stream(served.port) for _ in range(50)]
-    for stream in streams:
-        stream.read(lambda s: b": open\n\n" in s.raw)
+    streams = open_all(served, [Stream(served.port) for _ in range(50)])
     wait_until(lambda: held(served)["detached"] == 50)
     served.process.terminate()  # plain gunicorn: no stream pool hooks
     for stream in streams:
@@ -213,10 +215,7 @@ def test_a_stopped_worker_tells_its_detached_streams_when_to_come_back(serve):
 
 def test_with_detaching_off_each_stream_keeps_its_greenlet(serve, redis_url):
     served = serve(detach=0, heartbeat=0.5)
-    streams = [Stream(served.port) for _ in range(30)]
-    for stream in streams:
-        stream.read(lambda s: b": open\n\n" in s.raw)
-    wait_until(lambda: served.open_streams() == 30)
+    streams = open_all(served, [Stream(served.port) for _ in range(30)])
     counts = held(served)
     assert counts["detached"] == 0
     assert counts["greenlets"] >= 30
