@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 
 import greenlet
 from flask import Flask
@@ -21,9 +22,21 @@ from flask_patterns.streams.detached import DetachedStream
 app = Flask(__name__)
 app.config["PATTERNS_STREAMS_PUBLIC_CHANNELS"] = ["*"]
 app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
-for name in ("WRITE_TIMEOUT", "QUEUE_LIMIT", "HEARTBEAT", "MAX_LIFETIME", "DETACH"):
+for name in (
+    "WRITE_TIMEOUT",
+    "QUEUE_LIMIT",
+    "HEARTBEAT",
+    "MAX_LIFETIME",
+    "DETACH",
+    "MAX_PER_CLIENT",
+):
     if f"STREAMS_{name}" in os.environ:
         app.config[f"PATTERNS_STREAMS_{name}"] = float(os.environ[f"STREAMS_{name}"])
+if "STREAMS_OPEN_FILES" in os.environ:  # the worker's soft limit
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (int(os.environ["STREAMS_OPEN_FILES"]), hard)
+    )
 broker = RedisBroker(
     os.environ["REDIS_URL"],
     history_survives_restart=os.environ.get("STREAMS_SURVIVES") == "1",
@@ -53,7 +66,10 @@ def publish(channel: str) -> str:
 @app.get("/held")
 def held() -> str:
     greenlets = sum(isinstance(o, greenlet.greenlet) for o in gc.get_objects())
-    return json.dumps({"detached": DetachedStream.open_count, "greenlets": greenlets})
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return json.dumps(
+        {"detached": DetachedStream.open_count, "greenlets": greenlets, "files": files}
+    )
 
 
 @app.post("/end/<channel>")

@@ -12,6 +12,7 @@ import pytest
 
 from flask_patterns.streams import RedisBroker
 from flask_patterns.streams.detached import detachable
+from flask_patterns.streams.detached import SPARE_FILES
 
 
 def held(served):
@@ -226,6 +227,38 @@ def test_with_detaching_off_each_stream_keeps_its_greenlet(serve, redis_url):
         assert stream.events()[0]["id"] == event
         stream.close()
     broker.close()
+
+
+def test_past_its_file_budget_a_worker_keeps_streams_in_their_requests(
+    serve, redis_url
+):
+    served = serve(open_files=SPARE_FILES + 20, heartbeat=5)
+    streams = open_all(served, [Stream(served.port) for _ in range(30)])
+    counts = held(served)
+    assert counts["detached"] == 20, "as many as the files to spare allow"
+    assert counts["greenlets"] >= 10, "the rest stay in their requests"
+    broker = RedisBroker(redis_url)
+    event = broker.publish("activity", "to both kinds")
+    for stream in streams:
+        stream.read(lambda s: len(s.events()) == 1)
+        assert stream.events()[0]["id"] == event
+        stream.close()
+    broker.close()
+
+
+def test_a_detached_stream_gives_its_clients_slot_back_when_it_ends(serve):
+    served = serve(max_per_client=3, heartbeat=0.3)
+    streams = open_all(served, [Stream(served.port) for _ in range(3)])
+    refused = Stream(served.port)
+    refused.read(lambda s: False, timeout=10)
+    assert refused.head.startswith("HTTP/1.1 429 ")
+    streams[0].close()
+    # Noticed at the next heartbeat; the slot is free again.
+    wait_until(lambda: served.open_streams() == 2)
+    again = open_all(served, [Stream(served.port), *streams[1:]])[0]
+    assert again.head.startswith("HTTP/1.1 200 ")
+    for stream in [refused, again, *streams[1:]]:
+        stream.close()
 
 
 def plain_environ(**overrides):

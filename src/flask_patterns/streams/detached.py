@@ -169,7 +169,7 @@ class DetachedStream(Listener):
         "last_sent",
     )
 
-    #: How many detached streams this process holds open.
+    #: How many streams of this process are detached or detaching.
     open_count = 0
     _lock = threading.Lock()
     _open: t.ClassVar[set[DetachedStream]] = set()
@@ -208,6 +208,17 @@ class DetachedStream(Listener):
         self._hub_thread = original_get_ident()
         self.epoch: str | None = None
         self.last_sent = -1
+        # Counted from now, so that streams starting at the same time cannot
+        # all pass the file budget.
+        self._register(True)
+
+    def _register(self, held: bool) -> None:
+        with DetachedStream._lock:
+            if held:
+                DetachedStream._open.add(self)
+            else:
+                DetachedStream._open.discard(self)
+            DetachedStream.open_count = len(DetachedStream._open)
 
     # The fan-out's side.
 
@@ -277,9 +288,6 @@ class DetachedStream(Listener):
         """Take over the connection ``fd``: write what arrived meanwhile and
         write every event from now on."""
         self._fd = fd
-        with DetachedStream._lock:
-            DetachedStream._open.add(self)
-            DetachedStream.open_count = len(DetachedStream._open)
         held, self._held = self._held or [], None
         now = time.monotonic()
         settings = self._settings
@@ -299,6 +307,7 @@ class DetachedStream(Listener):
     def abandon(self) -> None:
         """Give up before going live: unsubscribe and give the slot back."""
         self._held = None
+        self._register(False)
         self._broker.unsubscribe(self)
         self._give_back()
 
@@ -399,9 +408,7 @@ class DetachedStream(Listener):
         self._unsent = bytearray()
         with contextlib.suppress(OSError):
             os.close(fd)
-        with DetachedStream._lock:
-            DetachedStream._open.discard(self)
-            DetachedStream.open_count = len(DetachedStream._open)
+        self._register(False)
         self.wake_at = float("inf")
         self._broker.unsubscribe(self)
         self._give_back()
