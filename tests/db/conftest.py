@@ -1,15 +1,34 @@
-"""Views shared by the tests of the unit of work."""
+"""The app and views shared by the tests of the unit of work."""
 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from flask import abort
+from flask import Flask
 from flask import redirect
 
 from flask_patterns.db import after_commit
 
 from ..conftest import child
 from ..conftest import db
+from ..conftest import metadata
+
+
+@pytest.fixture(params=["url", "own engine"])
+def app(request, database_url):
+    """Every unit-of-work test runs with the engine the library makes from
+    the URL, and again with an engine the app made itself (plain
+    ``sqlalchemy.create_engine``), on SQLite and on PostgreSQL."""
+    app = Flask("unit_of_work")
+    if request.param == "url":
+        app.config["PATTERNS_DATABASE_URL"] = database_url
+        db.init_app(app)
+    else:
+        db.init_app(app, engine=sa.create_engine(database_url))
+    metadata.create_all(db.engine_for(app))
+    yield app
+    db.engine_for(app).dispose()
 
 
 class Conflict(Exception):

@@ -3,6 +3,8 @@ explicit transactions, ``transaction_open``."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -118,3 +120,56 @@ def test_transaction_open_tells_whether_work_now_will_be_committed(app, probe):
         return {"open": db.transaction_open}
 
     assert app.test_client().post("/").json == {"open": True}
+
+
+def test_an_engine_of_the_apps_own_is_used_as_it_is(database_url):
+    engine = sa.create_engine(database_url, pool_size=3, pool_pre_ping=False)
+    app = Flask("own engine")
+    database = Database(app, engine=engine)
+    item.metadata.create_all(engine)
+
+    @app.post("/write")
+    def write():
+        database.session.execute(item.insert().values(name="own"))
+        return "ok"
+
+    assert database.engine_for(app) is engine
+    assert engine.pool.size() == 3  # type: ignore[attr-defined]
+    assert "PATTERNS_DATABASE_URL" not in app.config
+    assert app.test_client().post("/write").text == "ok"
+    with engine.connect() as connection:
+        assert list(connection.scalars(sa.select(item.c.name))) == ["own"]
+    item.metadata.drop_all(engine)
+    engine.dispose()
+
+
+def test_one_engine_serves_two_apps_and_their_savepoints(sqlite_url):
+    engine = sa.create_engine(sqlite_url)
+    item.metadata.create_all(engine)
+    apps = [Flask("first"), Flask("second")]
+    database = Database(engine=engine)
+    for app in apps:
+        database.init_app(app)
+    for name, app in zip(("a", "b"), apps, strict=True):
+        with app.app_context():
+            database.session.execute(item.insert().values(name=name))
+            with contextlib.suppress(Conflict), database.savepoint():
+                database.session.execute(item.insert().values(name="undone"))
+                raise Conflict
+    with engine.connect() as connection:
+        rows = list(connection.scalars(sa.select(item.c.name).order_by(item.c.id)))
+    assert rows == ["a", "b"], "each savepoint rolled back alone, on both apps"
+    engine.dispose()
+
+
+def test_an_engine_excludes_a_url_and_engine_settings(sqlite_url):
+    engine = sa.create_engine(sqlite_url)
+    with pytest.raises(TypeError, match="an engine, or a url"):
+        Database(engine=engine, url=sqlite_url)
+    with pytest.raises(TypeError, match="an engine, or a url"):
+        Database(engine=engine, engine_options={"echo": True})
+    app = Flask("both")
+    app.config["PATTERNS_DATABASE_URL"] = sqlite_url
+    with pytest.raises(RuntimeError, match="PATTERNS_DATABASE_URL is set"):
+        Database(app, engine=engine)
+    engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import typing as t
+import weakref
 
 import sqlalchemy as sa
 
@@ -12,7 +13,7 @@ from .sqlite import configure_sqlite
 from .sqlite import SQLiteConnection
 from .sqlite import writer_lock
 
-__all__ = ["create_engine", "resolve_url", "sqlite_file"]
+__all__ = ["adopt_engine", "create_engine", "resolve_url", "sqlite_file"]
 
 
 def resolve_url(url: str, instance_path: str) -> sa.URL:
@@ -68,4 +69,20 @@ def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     engine = sa.create_engine(url, **options)
     if sqlite:
         configure_sqlite(engine, busy_timeout)
+        _configured.add(engine)
+    return engine
+
+
+#: The SQLite engines whose connections already get real ``BEGIN``s.
+_configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def adopt_engine(engine: sa.Engine) -> sa.Engine:
+    """An engine the app made itself, used as it is: its pool, options and
+    driver stay. A SQLite engine gets, once, the listeners savepoints need
+    (real ``BEGIN`` statements, WAL, a busy timeout of 5 s, foreign keys on),
+    without which a rolled-back savepoint would keep its writes."""
+    if engine.url.get_backend_name() == "sqlite" and engine not in _configured:
+        configure_sqlite(engine, 5000)
+        _configured.add(engine)
     return engine

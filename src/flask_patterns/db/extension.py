@@ -17,6 +17,7 @@ from werkzeug.utils import import_string
 from .._registry import refuse_second
 from .._registry import register
 from . import boundaries
+from .engine import adopt_engine
 from .engine import create_engine
 from .engine import resolve_url
 from .engine import sqlite_file
@@ -45,6 +46,16 @@ def default_commit_veto(response: Response) -> bool:
     return response.status_code >= 400
 
 
+def _refuse_engine_settings(app: Flask) -> None:
+    """An app given an engine must not also name a URL or engine options: one
+    of them would be silently ignored."""
+    for key in ("PATTERNS_DATABASE_URL", "PATTERNS_ENGINE_OPTIONS"):
+        if app.config.get(key):
+            raise RuntimeError(
+                f"{key} is set, but Database was given an engine: keep one of them."
+            )
+
+
 def _resolve_veto(value: CommitVeto | str | None) -> CommitVeto:
     if value is None:
         return default_commit_veto
@@ -62,6 +73,9 @@ class Database:
         placed in the instance folder.
     :param engine_options: passed to :func:`sqlalchemy.create_engine`, over
         ``PATTERNS_ENGINE_OPTIONS``.
+    :param engine: an engine the app made itself, used instead of one made
+        from a URL (see :func:`~flask_patterns.db.engine.adopt_engine`); it
+        excludes ``url``, ``engine_options`` and both settings.
     """
 
     def __init__(
@@ -70,34 +84,48 @@ class Database:
         *,
         url: str | None = None,
         engine_options: t.Mapping[str, t.Any] | None = None,
+        engine: sa.Engine | None = None,
     ) -> None:
+        if engine is not None and (url is not None or engine_options):
+            raise TypeError(
+                "Database takes an engine, or a url and engine_options: not both."
+            )
         self._url = url
         self._engine_options = dict(engine_options or {})
+        self._engine = engine
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
-        """Create the engine for ``app`` and hook the task boundaries."""
+    def init_app(self, app: Flask, *, engine: sa.Engine | None = None) -> None:
+        """Create the engine for ``app`` (or use ``engine``, over the one
+        given at creation) and hook the task boundaries."""
         refuse_second(app, NAME, what="Database")
-        app.config.setdefault(
-            "PATTERNS_DATABASE_URL", self._url or "sqlite:///flask_patterns.sqlite"
-        )
-        app.config.setdefault("PATTERNS_ENGINE_OPTIONS", {})
+        engine = engine or self._engine
         app.config.setdefault("PATTERNS_COMMIT_VETO", None)
-        url = resolve_url(app.config["PATTERNS_DATABASE_URL"], app.instance_path)
-        options = {**app.config["PATTERNS_ENGINE_OPTIONS"], **self._engine_options}
-        state = DatabaseState(
-            engine=create_engine(url, options),
-            veto=_resolve_veto(app.config["PATTERNS_COMMIT_VETO"]),
-        )
+        veto = _resolve_veto(app.config["PATTERNS_COMMIT_VETO"])
+        if engine is not None:
+            _refuse_engine_settings(app)
+            state = DatabaseState(engine=adopt_engine(engine), veto=veto)
+        else:
+            state = DatabaseState(engine=self._engine_from_config(app), veto=veto)
         register(app, NAME, state, what="Database")
-        path = sqlite_file(url)
-        if path is not None and path.startswith(app.instance_path + os.sep):
-            os.makedirs(app.instance_path, exist_ok=True)
         app.before_request(boundaries.begin_request)
         app.after_request(boundaries.settle_request)
         app.teardown_request(boundaries.teardown_request)
         app.teardown_appcontext(boundaries.teardown_task)
+
+    def _engine_from_config(self, app: Flask) -> sa.Engine:
+        app.config.setdefault(
+            "PATTERNS_DATABASE_URL", self._url or "sqlite:///flask_patterns.sqlite"
+        )
+        app.config.setdefault("PATTERNS_ENGINE_OPTIONS", {})
+        url = resolve_url(app.config["PATTERNS_DATABASE_URL"], app.instance_path)
+        options = {**app.config["PATTERNS_ENGINE_OPTIONS"], **self._engine_options}
+        engine = create_engine(url, options)
+        path = sqlite_file(url)
+        if path is not None and path.startswith(app.instance_path + os.sep):
+            os.makedirs(app.instance_path, exist_ok=True)
+        return engine
 
     @property
     def engine(self) -> sa.Engine:
