@@ -5,7 +5,9 @@ process."""
 from __future__ import annotations
 
 import json
+import sys
 import typing as t
+import urllib.parse
 from operator import attrgetter
 
 from ._subscriber import END_CHANNEL
@@ -119,13 +121,100 @@ def _checked_replies(
     return checked
 
 
+def _default_options() -> dict[str, t.Any]:
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "health_check_interval": 10,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    }
+
+
+def _client_from_url(
+    url: str, *, max_connections: int, pool_timeout: float, options: dict[str, t.Any]
+) -> redis.Redis:
+    import redis
+
+    options = {**_default_options(), **options}
+    if url.startswith("redis+sentinel://"):
+        return _sentinel_client(url, options)
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        _refuse_cluster()
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout, **options
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_client(url: str, options: dict[str, t.Any]) -> redis.Redis:
+    """The primary that the sentinels of a ``redis+sentinel://`` URL name."""
+    from redis.sentinel import Sentinel
+
+    parts = urllib.parse.urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    path = [part for part in parts.path.split("/") if part]
+    if not hosts or not 1 <= len(path) <= 2 or not path[-1:][0]:
+        raise ValueError(
+            "A Sentinel URL is redis+sentinel://host:port[,host:port...]/service[/db],"
+            f" not {url!r}."
+        )
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        sentinels.append((name or host, int(port) if port.isdigit() else 26379))
+    timeouts = {
+        key: options[key]
+        for key in ("socket_timeout", "socket_connect_timeout")
+        if key in options
+    }
+    password = urllib.parse.unquote(credentials.partition(":")[2]) or None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs=timeouts, **timeouts
+    )
+    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        password=password,
+        **options,
+    )
+    return primary
+
+
+def _usable_client(client: t.Any) -> redis.Redis:
+    import redis
+
+    cluster = getattr(sys.modules.get("redis.cluster"), "RedisCluster", None)
+    if cluster is not None and isinstance(client, cluster):
+        _refuse_cluster()
+    if not isinstance(client, redis.Redis):
+        raise TypeError(f"RedisBroker needs a redis.Redis client, not {client!r}.")
+    return client
+
+
+def _refuse_cluster() -> t.NoReturn:
+    raise ValueError(
+        "RedisBroker does not run on Redis Cluster: its history script and its"
+        " one notification channel need one primary. Use one Redis server, or"
+        " Sentinel for failover (a redis+sentinel:// URL)."
+    )
+
+
 class RedisBroker(FanOutBroker):
     """A broker on Redis. Each channel's history is a Redis stream trimmed to
     about ``history`` entries; live events reach every process through one
     pub/sub channel, read by ONE subscriber connection per process whatever the
     number of open streams (see :class:`Subscriber`).
 
-    :param url: a ``redis://`` URL.
+    :param url: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+        ``redis+sentinel://host:port[,host:port...]/service[/db]`` URL for the
+        primary that Redis Sentinel names ``service`` (a password before the
+        hosts is the primary's).
+    :param client: a ``redis.Redis`` of the app's own instead of a URL (for
+        example ``Sentinel(...).master_for(...)``), used as it is: the pool
+        settings below and ``options`` are for the pool made from a URL.
     :param history: approximate number of events kept per channel for replay.
     :param prefix: prepended to every Redis key this broker uses; keep the
         ``{...}`` hash tag so that all keys live on one Redis Cluster node.
@@ -147,39 +236,41 @@ class RedisBroker(FanOutBroker):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        client: redis.Redis | None = None,
         history: int = DEFAULT_HISTORY,
         prefix: str = "{flask-patterns}:",
         health_interval: float = 5.0,
         history_survives_restart: bool = False,
-        max_connections: int = 50,
-        pool_timeout: float = 10.0,
+        max_connections: int | None = None,
+        pool_timeout: float | None = None,
         **options: t.Any,
     ) -> None:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
         super().__init__()
-        defaults: dict[str, t.Any] = {
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-            "health_check_interval": 10,
-            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        }
         self.url = url
         self.history = history
         self.prefix = prefix
         self.health_interval = health_interval
         self.history_survives_restart = history_survives_restart
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            **{**defaults, **options},
-        )
-        self.client: redis.Redis = redis.Redis(connection_pool=pool)
+        if client is not None:
+            if url is not None:
+                raise TypeError("RedisBroker takes a url or a client, not both.")
+            if options or max_connections is not None or pool_timeout is not None:
+                raise TypeError(
+                    "RedisBroker's pool settings are for the pool it makes from a"
+                    " url; configure the client you give it instead."
+                )
+            self.client = _usable_client(client)
+        elif url is None:
+            raise TypeError("RedisBroker needs a url or a client.")
+        else:
+            self.client = _client_from_url(
+                url,
+                max_connections=50 if max_connections is None else max_connections,
+                pool_timeout=10.0 if pool_timeout is None else pool_timeout,
+                options=options,
+            )
         self._publish_script = self.client.register_script(_PUBLISH_SCRIPT)
         self._current_script = self.client.register_script(_CURRENT_SCRIPT)
         self.subscriber = Subscriber(self)
