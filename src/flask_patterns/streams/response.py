@@ -90,13 +90,14 @@ def stream_response(
         if how is None:
             return None
         headers = response.get_wsgi_headers(t.cast(t.Any, environ)).to_wsgi_list()
+        head = response_head(response.status, headers, how.chunked)
         return open_detached(
             how,
             broker,
             channels,
             settings,
             body.detach(),
-            response_head(response.status, headers, how.chunked),
+            head,
             functools.partial(_catch_up_detached, broker, last_event_id),
         )
 
