@@ -15,17 +15,24 @@ from ..conftest import db
 from ..conftest import metadata
 
 
-@pytest.fixture(params=["url", "own engine"])
+@pytest.fixture(params=["url", "own engine", "flask-sqlalchemy"])
 def app(request, database_url):
     """Every unit-of-work test runs with the engine the library makes from
-    the URL, and again with an engine the app made itself (plain
-    ``sqlalchemy.create_engine``), on SQLite and on PostgreSQL."""
+    the URL, with an engine the app made itself (plain
+    ``sqlalchemy.create_engine``), and in an app that uses Flask-SQLAlchemy,
+    on SQLite and on PostgreSQL."""
     app = Flask("unit_of_work")
     if request.param == "url":
         app.config["PATTERNS_DATABASE_URL"] = database_url
         db.init_app(app)
-    else:
+    elif request.param == "own engine":
         db.init_app(app, engine=sa.create_engine(database_url))
+    else:
+        from flask_sqlalchemy import SQLAlchemy
+
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+        SQLAlchemy(app)
+        db.init_app(app, flask_sqlalchemy=app.extensions["sqlalchemy"])
     metadata.create_all(db.engine_for(app))
     yield app
     db.engine_for(app).dispose()

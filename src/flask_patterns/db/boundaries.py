@@ -41,7 +41,14 @@ def clean_exit(error: BaseException | None) -> bool:
 
 def begin_request() -> None:
     state = database_state(current_app)
-    units().append(UnitOfWork(state.engine, boundary=Boundary.REQUEST, veto=state.veto))
+    units().append(
+        UnitOfWork(
+            state.engine,
+            boundary=Boundary.REQUEST,
+            veto=state.veto,
+            session_options=state.session_options,
+        )
+    )
 
 
 def _request_unit() -> UnitOfWork | None:

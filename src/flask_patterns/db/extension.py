@@ -17,6 +17,7 @@ from werkzeug.utils import import_string
 from .._registry import refuse_second
 from .._registry import register
 from . import boundaries
+from . import fsa
 from .engine import adopt_engine
 from .engine import create_engine
 from .engine import resolve_url
@@ -46,13 +47,13 @@ def default_commit_veto(response: Response) -> bool:
     return response.status_code >= 400
 
 
-def _refuse_engine_settings(app: Flask) -> None:
+def _refuse_engine_settings(app: Flask, given: str) -> None:
     """An app given an engine must not also name a URL or engine options: one
     of them would be silently ignored."""
     for key in ("PATTERNS_DATABASE_URL", "PATTERNS_ENGINE_OPTIONS"):
         if app.config.get(key):
             raise RuntimeError(
-                f"{key} is set, but Database was given an engine: keep one of them."
+                f"{key} is set, but Database was given {given}: keep one of them."
             )
 
 
@@ -76,6 +77,9 @@ class Database:
     :param engine: an engine the app made itself, used instead of one made
         from a URL (see :func:`~flask_patterns.db.engine.adopt_engine`); it
         excludes ``url``, ``engine_options`` and both settings.
+    :param flask_sqlalchemy: the app's ``flask_sqlalchemy.SQLAlchemy``
+        extension, registered on the app first: its engine is used, and its
+        ``db.session`` becomes the task's session (see :mod:`.fsa`).
     """
 
     def __init__(
@@ -85,26 +89,47 @@ class Database:
         url: str | None = None,
         engine_options: t.Mapping[str, t.Any] | None = None,
         engine: sa.Engine | None = None,
+        flask_sqlalchemy: t.Any = None,
     ) -> None:
-        if engine is not None and (url is not None or engine_options):
+        given = (engine is not None) + (flask_sqlalchemy is not None)
+        if given > 1 or (given and (url is not None or engine_options)):
             raise TypeError(
-                "Database takes an engine, or a url and engine_options: not both."
+                "Database takes one of an engine, a Flask-SQLAlchemy extension,"
+                " or a url and engine_options."
             )
         self._url = url
         self._engine_options = dict(engine_options or {})
         self._engine = engine
+        self._flask_sqlalchemy = flask_sqlalchemy
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask, *, engine: sa.Engine | None = None) -> None:
-        """Create the engine for ``app`` (or use ``engine``, over the one
-        given at creation) and hook the task boundaries."""
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        engine: sa.Engine | None = None,
+        flask_sqlalchemy: t.Any = None,
+    ) -> None:
+        """Create the engine for ``app`` (or use ``engine``, or the engine of
+        ``flask_sqlalchemy``, over the ones given at creation) and hook the
+        task boundaries."""
         refuse_second(app, NAME, what="Database")
-        engine = engine or self._engine
+        if engine is not None and flask_sqlalchemy is not None:
+            raise TypeError("init_app takes an engine or Flask-SQLAlchemy, not both.")
+        if engine is None and flask_sqlalchemy is None:
+            engine, flask_sqlalchemy = self._engine, self._flask_sqlalchemy
         app.config.setdefault("PATTERNS_COMMIT_VETO", None)
         veto = _resolve_veto(app.config["PATTERNS_COMMIT_VETO"])
-        if engine is not None:
-            _refuse_engine_settings(app)
+        if flask_sqlalchemy is not None:
+            _refuse_engine_settings(app, "Flask-SQLAlchemy")
+            state = DatabaseState(
+                engine=adopt_engine(fsa.engine_of(flask_sqlalchemy, app)),
+                veto=veto,
+                session_options=fsa.share_session(flask_sqlalchemy),
+            )
+        elif engine is not None:
+            _refuse_engine_settings(app, "an engine")
             state = DatabaseState(engine=adopt_engine(engine), veto=veto)
         else:
             state = DatabaseState(engine=self._engine_from_config(app), veto=veto)
@@ -199,7 +224,12 @@ class Database:
                 yield session
             return
         stack = units()
-        unit = UnitOfWork(self.engine, boundary=Boundary.BLOCK)
+        state = database_state(current_app)
+        unit = UnitOfWork(
+            state.engine,
+            boundary=Boundary.BLOCK,
+            session_options=state.session_options,
+        )
         stack.append(unit)
         try:
             yield unit.session

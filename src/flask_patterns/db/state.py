@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
+from dataclasses import field
 
 import sqlalchemy as sa
 from flask import Flask
@@ -20,6 +22,8 @@ NAME = "db"
 class DatabaseState:
     engine: sa.Engine
     veto: CommitVeto
+    #: More arguments of each task's session (Flask-SQLAlchemy's query class).
+    session_options: t.Mapping[str, t.Any] = field(default_factory=dict)
 
 
 def database_state(app: Flask) -> DatabaseState:

@@ -73,11 +73,13 @@ def current_unit() -> UnitOfWork:
     stack = units()
     if not stack:
         in_request = has_request_context()
+        state = database_state(current_app)
         stack.append(
             UnitOfWork(
-                database_state(current_app).engine,
+                state.engine,
                 boundary=Boundary.REQUEST if in_request else Boundary.TASK,
                 settled=in_request,
+                session_options=state.session_options,
             )
         )
     return stack[-1]

@@ -108,8 +108,10 @@ class UnitOfWork:
         boundary: Boundary,
         veto: CommitVeto | None = None,
         settled: bool = False,
+        session_options: t.Mapping[str, t.Any] | None = None,
     ) -> None:
         self.engine = engine
+        self.session_options = session_options or {}
         #: The request boundary's commit veto (a request's unit only).
         self.veto = veto
         self.boundary = boundary
@@ -125,7 +127,10 @@ class UnitOfWork:
     def session(self) -> TaskSession:
         if self._session is None:
             self._session = TaskSession(
-                self.engine, expire_on_commit=False, info={"unit_of_work": self}
+                self.engine,
+                expire_on_commit=False,
+                info={"unit_of_work": self},
+                **self.session_options,
             )
         return self._session
 
