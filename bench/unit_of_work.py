@@ -18,6 +18,12 @@ the hand-written throughput. The client's CPU time per request is reported too:
 it leaves out the waits for the disk and the server, which dilute the wall-clock
 ratio, and so shows the session handling's own cost.
 
+A second pair does the same in an app that uses Flask-SQLAlchemy 3.1:
+*Flask-SQLAlchemy, managed* hands the extension to
+``Database(app, flask_sqlalchemy=db)`` and leaves the commit to it;
+*Flask-SQLAlchemy, by hand* is the same app without ``Database``, whose view
+calls ``db.session.commit()``. Both use Flask-SQLAlchemy's engine.
+
 Run it with ``make bench``; it prints a table and rewrites its own section of
 ``BENCHMARKS.md``. ``TEST_DATABASE_URL`` points it to another PostgreSQL server.
 """
@@ -61,7 +67,18 @@ from flask_patterns.db.engine import create_engine
 from flask_patterns.db.engine import resolve_url
 
 TARGET = 0.95
-VARIANTS = ("managed", "hand")
+#: Each pair: the app whose commits the library manages, and the same app
+#: committing by hand.
+PAIRS = {
+    "Database": ("managed", "hand"),
+    "Flask-SQLAlchemy": ("fsa managed", "fsa hand"),
+}
+LABELS = {
+    "managed": "managed",
+    "hand": "hand-written",
+    "fsa managed": "Flask-SQLAlchemy, managed",
+    "fsa hand": "Flask-SQLAlchemy, by hand",
+}
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://127.0.0.1/test")
 SECTION = Section("unit-of-work")
 
@@ -120,6 +137,30 @@ def hand_app(url: str) -> tuple[Flask, sa.Engine]:
         return body
 
     return app, engine
+
+
+def flask_sqlalchemy_app(url: str, *, managed: bool) -> tuple[Flask, sa.Engine]:
+    """The view in an app on Flask-SQLAlchemy, committed by the library
+    (``managed``) or by ``db.session.commit()``."""
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = resolve_url(url, app.instance_path)
+    fsa = SQLAlchemy(app)
+    if managed:
+        Database(app, flask_sqlalchemy=fsa)
+
+    @app.post("/hit")
+    def hit() -> dict[str, int]:
+        counter = fsa.session.get_one(Counter, 1)
+        fsa.session.add(Hit(counter_id=counter.id))
+        body = {"counter": counter.value}
+        if not managed:
+            fsa.session.commit()
+        return body
+
+    with app.app_context():
+        return app, fsa.engine
 
 
 # Driving a WSGI callable.
@@ -290,6 +331,8 @@ class Result:
     backend: str
     threads: int
     requests: int
+    #: The pair compared: the managed app's name, then the hand-written one's.
+    pair: tuple[str, str] = PAIRS["Database"]
     rates: dict[str, list[float]] = field(default_factory=dict)
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
 
@@ -303,24 +346,29 @@ class Result:
 
     @property
     def ratio(self) -> float:
-        return self.median("managed") / self.median("hand")
+        managed, hand = self.pair
+        return self.median(managed) / self.median(hand)
 
     @property
     def round_ratios(self) -> list[float]:
-        pairs = zip(self.rates["managed"], self.rates["hand"], strict=True)
-        return [managed / hand for managed, hand in pairs]
+        managed, hand = self.pair
+        pairs = zip(self.rates[managed], self.rates[hand], strict=True)
+        return [m / h for m, h in pairs]
 
     @property
     def cpu_ratio(self) -> float:
-        managed = statistics.median(self.cpu_us["managed"])
-        return statistics.median(self.cpu_us["hand"]) / managed
+        managed, hand = self.pair
+        return statistics.median(self.cpu_us[hand]) / statistics.median(
+            self.cpu_us[managed]
+        )
 
 
 def compare(
     apps: dict[str, WSGIApp], backend: str, threads: int, settings: Settings
 ) -> Result:
     """Warm both apps up, then measure ``settings.rounds`` rounds."""
-    result = Result(backend, threads, settings.requests[backend])
+    pair = t.cast(tuple[str, str], tuple(apps))
+    result = Result(backend, threads, settings.requests[backend], pair)
     timed_round(apps, settings.warmup, threads, 2)
     for _ in range(settings.rounds):
         result.add(timed_round(apps, result.requests, threads, settings.slices))
@@ -332,15 +380,25 @@ def compare(
 def bench_backend(url: str, backend: str, settings: Settings) -> list[Result]:
     managed, managed_engine = managed_app(url)
     hand, hand_engine = hand_app(url)
+    fsa_managed, fsa_managed_engine = flask_sqlalchemy_app(url, managed=True)
+    fsa_hand, fsa_hand_engine = flask_sqlalchemy_app(url, managed=False)
+    engines = [managed_engine, hand_engine, fsa_managed_engine, fsa_hand_engine]
     create_schema(hand_engine)
-    apps: dict[str, WSGIApp] = {"managed": managed, "hand": hand}
+    pairs: list[dict[str, WSGIApp]] = [
+        {"managed": managed, "hand": hand},
+        {"fsa managed": fsa_managed, "fsa hand": fsa_hand},
+    ]
     try:
-        results = [compare(apps, backend, n, settings) for n in settings.threads]
+        results = [
+            compare(apps, backend, n, settings)
+            for apps in pairs
+            for n in settings.threads
+        ]
         check_rows(hand_engine, results, settings)
         settings.servers.append(server_version(hand_engine))
     finally:
-        managed_engine.dispose()
-        hand_engine.dispose()
+        for engine in engines:
+            engine.dispose()
     return results
 
 
@@ -357,7 +415,7 @@ def check_rows(engine: sa.Engine, results: list[Result], settings: Settings) -> 
 
 def software(servers: list[str]) -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name in ("Flask", "Werkzeug", "SQLAlchemy", "psycopg"):
+    for name in ("Flask", "Werkzeug", "SQLAlchemy", "Flask-SQLAlchemy", "psycopg"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             parts.append(f"{name} {metadata.version(name)}")
     return ", ".join(parts + servers)
@@ -369,18 +427,19 @@ def percent(value: float) -> str:
 
 def summary_table(results: list[Result]) -> list[str]:
     lines = [
-        "| Backend | Threads | Requests per round and app"
+        "| App | Backend | Threads | Requests per round and app"
         " | Managed req/s (median) | Hand-written req/s (median)"
         " | Managed / hand | Per-round ratios: median (min-max)"
         " | Client CPU µs/request, managed / hand (CPU-only ratio) | Target met |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ratios = r.round_ratios
-        cpu = [statistics.median(r.cpu_us[name]) for name in VARIANTS]
+        cpu = [statistics.median(r.cpu_us[name]) for name in r.pair]
+        kind = next(k for k, pair in PAIRS.items() if pair == r.pair)
         lines.append(
-            f"| {r.backend} | {r.threads} | {r.requests}"
-            f" | {r.median('managed'):.0f} | {r.median('hand'):.0f}"
+            f"| {kind} | {r.backend} | {r.threads} | {r.requests}"
+            f" | {r.median(r.pair[0]):.0f} | {r.median(r.pair[1]):.0f}"
             f" | **{percent(r.ratio)}** | {percent(statistics.median(ratios))}"
             f" ({percent(min(ratios))}-{percent(max(ratios))})"
             f" | {cpu[0]:.0f} / {cpu[1]:.0f} ({percent(r.cpu_ratio)})"
@@ -397,9 +456,9 @@ def rounds_table(results: list[Result]) -> list[str]:
         "|---|---:|---|" + "---:|" * count,
     ]
     for r in results:
-        for name, label in zip(VARIANTS, ("managed", "hand-written"), strict=True):
+        for name in r.pair:
             cells = " | ".join(f"{x:.0f}" for x in r.rates[name])
-            lines.append(f"| {r.backend} | {r.threads} | {label} | {cells} |")
+            lines.append(f"| {r.backend} | {r.threads} | {LABELS[name]} | {cells} |")
     return lines
 
 
@@ -418,7 +477,15 @@ def method(settings: Settings) -> list[str]:
         " and closes the session in `finally`. It keeps SQLAlchemy's default"
         " `expire_on_commit=True` (the library's session uses `False`); the body"
         " is built before the commit, so neither reloads a row.",
-        "- Both engines come from the library's"
+        "- *Flask-SQLAlchemy, managed*: the same view in an app on"
+        " Flask-SQLAlchemy 3.1 that hands it to"
+        " `Database(app, flask_sqlalchemy=db)`; the view uses `db.session` and"
+        " the library commits. *Flask-SQLAlchemy, by hand*: the same app without"
+        " `Database`, whose view calls `db.session.commit()` and leaves the"
+        " session to Flask-SQLAlchemy's teardown. Both run on Flask-SQLAlchemy's"
+        " own engines (its pool defaults; the managed one's SQLite connections"
+        " also get the library's `BEGIN`), and are compared with each other.",
+        "- The first pair's engines both come from the library's"
         " `flask_patterns.db.engine.create_engine`: same pool, pre-ping, SQLite"
         " pragmas and `BEGIN IMMEDIATE`, same statements.",
         "- Each app is called in-process through its WSGI callable with a"
@@ -450,7 +517,8 @@ def section(results: list[Result], settings: Settings) -> str:
     meets = all(r.ratio >= TARGET for r in results)
     parts = [
         SECTION.start,
-        "## Unit of work: managed session vs. hand-written session",
+        "## Unit of work: managed session vs. hand-written session, with and"
+        " without Flask-SQLAlchemy",
         "",
         f"- Date: {now}",
         f"- Machine: {settings.machine}",
