@@ -214,19 +214,24 @@ def test_a_stopped_worker_tells_its_detached_streams_when_to_come_back(serve):
         stream.close()
 
 
+def each_gets_one_event(redis_url, streams):
+    """Publish one event; every stream gets it; close them."""
+    broker = RedisBroker(redis_url)
+    event = broker.publish("activity", "for every stream")
+    for stream in streams:
+        stream.read(lambda s: len(s.events()) == 1)
+        assert stream.events()[0]["id"] == event
+        stream.close()
+    broker.close()
+
+
 def test_with_detaching_off_each_stream_keeps_its_greenlet(serve, redis_url):
     served = serve(detach=0, heartbeat=0.5)
     streams = open_all(served, [Stream(served.port) for _ in range(30)])
     counts = held(served)
     assert counts["detached"] == 0
     assert counts["greenlets"] >= 30
-    broker = RedisBroker(redis_url)
-    event = broker.publish("activity", "still delivered")
-    for stream in streams:
-        stream.read(lambda s: len(s.events()) == 1)
-        assert stream.events()[0]["id"] == event
-        stream.close()
-    broker.close()
+    each_gets_one_event(redis_url, streams)
 
 
 def test_past_its_file_budget_a_worker_keeps_streams_in_their_requests(
@@ -237,13 +242,7 @@ def test_past_its_file_budget_a_worker_keeps_streams_in_their_requests(
     counts = held(served)
     assert counts["detached"] == 20, "as many as the files to spare allow"
     assert counts["greenlets"] >= 10, "the rest stay in their requests"
-    broker = RedisBroker(redis_url)
-    event = broker.publish("activity", "to both kinds")
-    for stream in streams:
-        stream.read(lambda s: len(s.events()) == 1)
-        assert stream.events()[0]["id"] == event
-        stream.close()
-    broker.close()
+    each_gets_one_event(redis_url, streams)
 
 
 def test_a_detached_stream_gives_its_clients_slot_back_when_it_ends(serve):
