@@ -195,6 +195,119 @@ def redis_process(tmp_path: t.Any) -> t.Iterator[RedisProcess]:
     server.stop()
 
 
+class SentinelSet:
+    """A Redis primary, its replica and three sentinels that watch it as
+    service ``shop``, each a ``redis-server`` of the test's own on a free
+    port. :attr:`url` is a ``redis+sentinel://`` URL of the service."""
+
+    service = "shop"
+
+    def __init__(self, directory: t.Any) -> None:
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            service_missing("redis-server is not installed")
+        self.directory = directory
+        self.primary, self.replica = free_port(), free_port()
+        self.sentinels = [free_port() for _ in range(3)]
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
+        self.url = f"redis+sentinel://{hosts}/{self.service}"
+        self.processes: dict[int, t.Any] = {}
+
+    def _start(self, port: int, *args: str) -> None:
+        import subprocess
+
+        self.processes[port] = subprocess.Popen(
+            [t.cast(str, self.binary), *args],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._start(self.primary, "--port", str(self.primary), *common)
+        _wait_until(lambda: _answers(self.primary), "the primary")
+        self._start(
+            self.replica,
+            *("--port", str(self.replica), *common),
+            *("--replicaof", "127.0.0.1", str(self.primary)),
+        )
+        for port in self.sentinels:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.primary} 2\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 5000\n"
+            )
+            self._start(port, str(config), "--sentinel")
+        _wait_until(self._replicated, "the replica to sync")
+        _wait_until(self._sentinels_ready, "the sentinels to know everyone")
+
+    def _replicated(self) -> bool:
+        import redis
+
+        with redis.Redis(port=self.replica) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    def _sentinels_ready(self) -> bool:
+        """Each sentinel knows the replica (it asks the primary only every
+        10 s) and the other two (for the vote), or no failover can happen."""
+        import redis
+
+        for port in self.sentinels:
+            with redis.Redis(port=port, decode_responses=True) as client:
+                if not _answers(port):
+                    return False
+                replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
+                others = client.execute_command("SENTINEL", "SENTINELS", self.service)
+            if len(replicas) != 1 or len(others) != 2:
+                return False
+        return True
+
+    def kill_primary(self) -> None:
+        process = self.processes[self.primary]
+        process.kill()
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    try:
+        with redis.Redis(port=port, socket_timeout=0.5) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_until(condition: t.Callable[[], bool], what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def sentinel_set(tmp_path: t.Any) -> t.Iterator[SentinelSet]:
+    """A running :class:`SentinelSet`."""
+    servers = SentinelSet(tmp_path)
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
 class TcpRelay:
     """Forwards 127.0.0.1:port to a target address until :meth:`cut`, which closes
     the listener and every relayed connection, as when the server behind it dies;

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import time
+
 import pytest
+import redis
 import sqlalchemy as sa
 
 
@@ -121,3 +124,22 @@ def test_readyz_fails_on_a_read_only_postgresql(app_factory, postgres_url):
     url = postgres_url + "%20-cdefault_transaction_read_only%3Don"
     app = app_factory(READYZ_TOKEN=TOKEN, DATABASE_URL=url)
     assert readiness(app) == (503, "refuses writes: transactions are read-only")
+
+
+def test_readyz_follows_a_sentinel_failover(app_factory, sentinel_set):
+    client = app_factory(REDIS_URL=sentinel_set.url).test_client()
+    assert client.get("/readyz").status_code == 200
+
+    sentinel_set.kill_primary()
+    seen = []
+    deadline = time.monotonic() + 60
+    while not seen or seen[-1] != 200:
+        assert time.monotonic() < deadline, f"never ready again: {seen[-5:]}"
+        seen.append(client.get("/readyz").status_code)
+        time.sleep(0.1)
+    # Unready while the sentinels still named the dead primary, ready once
+    # they promoted the replica.
+    assert seen[0] == 503
+    assert set(seen) == {503, 200}
+    with redis.Redis(port=sentinel_set.replica) as promoted:
+        assert promoted.info("replication")["role"] == "master"

@@ -1,11 +1,10 @@
-"""A broker on a Sentinel-managed Redis: a primary, a replica and three
-sentinels started here on free ports; the primary is killed mid-stream."""
+"""A broker on a Sentinel-managed Redis (the root conftest's
+``sentinel_set``: a primary, a replica and three sentinels on free ports); the
+primary is killed mid-stream."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from unittest import mock
 
@@ -17,25 +16,6 @@ from flask_patterns.streams import Listener
 from flask_patterns.streams import RedisBroker
 from flask_patterns.streams.replay import catch_up_frames
 
-SERVICE = "shop"
-
-
-def start(*args, cwd):
-    from conftest import service_missing
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        service_missing("redis-server is not installed")
-    return subprocess.Popen([binary, *args], cwd=cwd, stdout=subprocess.DEVNULL)
-
-
-def answers(port, command="PING"):
-    try:
-        with redis.Redis(port=port, socket_timeout=0.5) as client:
-            return client.execute_command(command)
-    except redis.RedisError:
-        return None
-
 
 def wait_until(condition, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
@@ -44,71 +24,9 @@ def wait_until(condition, timeout=30.0, what="condition"):
         time.sleep(0.1)
 
 
-@pytest.fixture
-def sentinel_set(tmp_path):
-    """``(primary, replica, sentinels)``: their processes and ports."""
-    from conftest import free_port
-
-    processes = {}
-    primary, replica = free_port(), free_port()
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    processes[primary] = start("--port", str(primary), *common, cwd=tmp_path)
-    wait_until(lambda: answers(primary), what="the primary")
-    processes[replica] = start(
-        "--port",
-        str(replica),
-        *common,
-        "--replicaof",
-        "127.0.0.1",
-        str(primary),
-        cwd=tmp_path,
-    )
-    sentinels = [free_port() for _ in range(3)]
-    for port in sentinels:
-        config = tmp_path / f"sentinel-{port}.conf"
-        config.write_text(
-            f"port {port}\nbind 127.0.0.1\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 5000\n"
-        )
-        processes[port] = start(str(config), "--sentinel", cwd=tmp_path)
-    for port in sentinels:
-        wait_until(lambda port=port: answers(port), what="a sentinel")
-
-    def replicated():
-        info = redis.Redis(port=replica).info("replication")
-        return info.get("master_link_status") == "up"
-
-    wait_until(replicated, what="the replica to sync")
-
-    def sentinels_ready():
-        # Each sentinel must know the replica (it asks the primary every 10 s)
-        # and the other two (for the vote), or a failover cannot happen.
-        for port in sentinels:
-            with redis.Redis(port=port, decode_responses=True) as client:
-                replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
-                others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
-            if len(replicas) != 1 or len(others) != 2:
-                return False
-        return True
-
-    wait_until(sentinels_ready, what="the sentinels to know the replica and each other")
-    yield primary, replica, sentinels, processes
-    for process in processes.values():
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def sentinel_url(sentinels):
-    hosts = ",".join(f"127.0.0.1:{port}" for port in sentinels)
-    return f"redis+sentinel://{hosts}/{SERVICE}/0"
-
-
 def test_publishing_and_streams_come_through_a_failover(sentinel_set):
-    primary, replica, sentinels, processes = sentinel_set
-    broker = RedisBroker(sentinel_url(sentinels), health_interval=0.5)
+    replica = sentinel_set.replica
+    broker = RedisBroker(f"{sentinel_set.url}/0", health_interval=0.5)
     listener = Listener(["activity"])
     broker.subscribe(listener)
     assert broker.subscriber.wait_until_listening(10)
@@ -117,8 +35,7 @@ def test_publishing_and_streams_come_through_a_failover(sentinel_set):
     assert [event.id for event in got if event] == before
     wait_until(lambda: redis.Redis(port=replica).dbsize() > 0, what="replication")
 
-    processes[primary].kill()
-    processes[primary].wait(timeout=10)
+    sentinel_set.kill_primary()
     started = time.monotonic()
     after = None
     while after is None:
@@ -159,10 +76,10 @@ def test_publishing_and_streams_come_through_a_failover(sentinel_set):
 
 
 def test_a_client_of_the_apps_own_is_used_as_it_is(sentinel_set):
-    _, _, sentinels, _ = sentinel_set
     from redis.sentinel import Sentinel
 
-    client = Sentinel([("127.0.0.1", port) for port in sentinels]).master_for(SERVICE)
+    sentinels = [("127.0.0.1", port) for port in sentinel_set.sentinels]
+    client = Sentinel(sentinels).master_for(sentinel_set.service)
     broker = RedisBroker(client=client)
     assert broker.client is client
     event = broker.publish("activity", "through my client")
