@@ -27,7 +27,6 @@ import contextlib
 import importlib
 import logging
 import os
-import random
 import resource
 import socket
 import sys
@@ -38,12 +37,12 @@ import typing as t
 from werkzeug.http import http_date
 
 from ..sse import comment
-from ..sse import ServerSentEvent
 from ._gevent import original_get_ident
 from ._gevent import patched_hub
 from ._gevent import run_on_hub
 from .broker import Broker
 from .broker import BrokerUnavailable
+from .events import http_chunk
 from .events import StoredEvent
 from .listener import Listener
 from .listener import Waker
@@ -68,16 +67,8 @@ log = logging.getLogger("flask_patterns.streams")
 SPARE_FILES = 256
 
 _LAST_CHUNK = b"0\r\n\r\n"
-_OPEN = comment("open")
-
-
-def _chunk(data: bytes) -> bytes:
-    """``data`` as one chunk of a chunked HTTP/1.1 body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
 _HEARTBEAT = comment()
-_HEARTBEAT_CHUNK = _chunk(_HEARTBEAT)
+_HEARTBEAT_CHUNK = http_chunk(_HEARTBEAT)
 
 
 class _Socket(t.Protocol):
@@ -292,8 +283,7 @@ class DetachedStream(Listener):
         now = time.monotonic()
         settings = self._settings
         self._heartbeat_at = now + settings.heartbeat
-        jitter = 1 - 0.2 * random.random()  # noqa: S311
-        self._ends_at = now + settings.lifetime * jitter
+        self._ends_at = settings.ends_at(now)
         if self.overflowed:
             self._end(retry=False)
             return
@@ -348,6 +338,7 @@ class DetachedStream(Listener):
             self._unsent += data[sent:]
             self._unsent_since = time.monotonic()
             self._watch_writable()
+            self._schedule()
 
     def _watch_writable(self) -> None:
         if self._hub is None:
@@ -355,11 +346,6 @@ class DetachedStream(Listener):
         if self._watcher is None:
             self._watcher = self._hub.loop.io(self._fd, 2)
         self._watcher.start(self._flush)
-        timeout = self._settings.write_timeout
-        if timeout > 0 and self._waker is not None:
-            deadline = self._unsent_since + timeout
-            self.wake_at = min(self.wake_at, deadline)
-            self._waker.wake_by(deadline)
 
     def _flush(self) -> None:
         """Run by the hub when the connection takes bytes again."""
@@ -397,7 +383,7 @@ class DetachedStream(Listener):
             return
         last = spread_retry(self._settings.retry_ms) if retry else b""
         if self._chunked:
-            last = (_chunk(last) if last else b"") + _LAST_CHUNK
+            last = (http_chunk(last) if last else b"") + _LAST_CHUNK
         if not self._unsent and last:
             with contextlib.suppress(OSError):
                 os.write(fd, last)
@@ -415,7 +401,7 @@ class DetachedStream(Listener):
 
 
 def _frame(data: bytes, chunked: bool) -> bytes:
-    return _chunk(data) if chunked else data
+    return http_chunk(data) if chunked else data
 
 
 def open_detached(
@@ -442,8 +428,7 @@ def open_detached(
         sock.settimeout(settings.write_timeout)
     try:
         broker.subscribe(stream)
-        opening = ServerSentEvent(None, retry=settings.retry_ms).encode() + _OPEN
-        sock.sendall(head + _frame(opening, how.chunked))
+        sock.sendall(head + _frame(settings.opening(), how.chunked))
         try:
             frames = catch_up(stream)
         except BrokerUnavailable as error:

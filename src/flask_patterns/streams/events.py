@@ -20,6 +20,7 @@ __all__ = [
     "check_event_name",
     "encode_data",
     "event_id",
+    "http_chunk",
     "new_epoch",
     "parse_event_id",
 ]
@@ -36,6 +37,11 @@ def new_epoch() -> str:
     """A fresh history epoch: six random letters and digits (2 billion
     values), so that two histories practically never share one."""
     return "".join(secrets.choice(_EPOCH_ALPHABET) for _ in range(6))
+
+
+def http_chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked HTTP/1.1 body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def event_id(epoch: str, position: int) -> str:
@@ -67,8 +73,7 @@ class StoredEvent:
     def chunk(self) -> bytes:
         """The frame as one chunk of a chunked HTTP/1.1 body, for the streams
         written to without the server (see :mod:`.sink`)."""
-        frame = self.frame
-        return b"%x\r\n%s\r\n" % (len(frame), frame)
+        return http_chunk(self.frame)
 
     @functools.cached_property
     def position(self) -> int:

@@ -50,6 +50,15 @@ class StreamSettings:
     #: Seconds the client may take to accept a frame; 0 for no deadline.
     write_timeout: float = 0.0
 
+    def opening(self) -> bytes:
+        """The first frame: the ``retry:`` hint and a comment, sent at once."""
+        return ServerSentEvent(None, retry=self.retry_ms).encode() + _OPEN
+
+    def ends_at(self, now: float) -> float:
+        """When a stream opened at ``now`` ends: its lifetime less up to 20 %,
+        so that streams opened together do not all reconnect together."""
+        return now + self.lifetime * (1 - 0.2 * random.random())  # noqa: S311
+
 
 class _Socket(t.Protocol):
     def gettimeout(self) -> float | None: ...
@@ -221,7 +230,7 @@ def _frames(
         # nothing falls in between. Subscribing does not wait for a broker
         # that is away: the replay fails then, and the client retries.
         broker.subscribe(listener)
-        yield ServerSentEvent(None, retry=settings.retry_ms).encode() + _OPEN
+        yield settings.opening()
         try:
             frames, last_sent, epoch = _catch_up(broker, listener, last_event_id)
         except BrokerUnavailable as error:
@@ -231,8 +240,7 @@ def _frames(
             yield spread_retry(settings.retry_ms)
             return
         yield from frames
-        jitter = 1 - 0.2 * random.random()  # noqa: S311
-        deadline = time.monotonic() + settings.lifetime * jitter
+        deadline = settings.ends_at(time.monotonic())
         while not listener.overflowed:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or listener.closing:
