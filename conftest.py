@@ -227,7 +227,7 @@ class SentinelSet:
     def start(self) -> None:
         common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self._start(self.primary, "--port", str(self.primary), *common)
-        _wait_until(lambda: _answers(self.primary), "the primary")
+        wait_until(lambda: _answers(self.primary), "the primary")
         self._start(
             self.replica,
             *("--port", str(self.replica), *common),
@@ -242,8 +242,8 @@ class SentinelSet:
                 f"sentinel failover-timeout {self.service} 5000\n"
             )
             self._start(port, str(config), "--sentinel")
-        _wait_until(self._replicated, "the replica to sync")
-        _wait_until(self._sentinels_ready, "the sentinels to know everyone")
+        wait_until(self._replicated, "the replica to sync")
+        wait_until(self._sentinels_ready, "the sentinels to know everyone")
 
     def _replicated(self) -> bool:
         import redis
@@ -288,10 +288,13 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _wait_until(condition: t.Callable[[], bool], what: str) -> None:
+def wait_until(
+    condition: t.Callable[[], bool], what: str = "a condition", timeout: float = 30.0
+) -> None:
+    """Poll ``condition`` every 0.1 s; fail naming ``what`` after ``timeout``."""
     import time
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)

@@ -10,18 +10,12 @@ from unittest import mock
 
 import pytest
 import redis
+from conftest import wait_until
 
 from flask_patterns.streams import BrokerUnavailable
 from flask_patterns.streams import Listener
 from flask_patterns.streams import RedisBroker
 from flask_patterns.streams.replay import catch_up_frames
-
-
-def wait_until(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_publishing_and_streams_come_through_a_failover(sentinel_set):
