@@ -156,7 +156,7 @@ def _sentinel_client(url: str, options: dict[str, t.Any]) -> redis.Redis:
     parts = urllib.parse.urlsplit(url)
     credentials, _, hosts = parts.netloc.rpartition("@")
     path = [part for part in parts.path.split("/") if part]
-    if not hosts or not 1 <= len(path) <= 2 or not path[-1:][0]:
+    if not hosts or not 1 <= len(path) <= 2:
         raise ValueError(
             "A Sentinel URL is redis+sentinel://host:port[,host:port...]/service[/db],"
             f" not {url!r}."
