@@ -41,14 +41,7 @@ def clean_exit(error: BaseException | None) -> bool:
 
 def begin_request() -> None:
     state = database_state(current_app)
-    units().append(
-        UnitOfWork(
-            state.engine,
-            boundary=Boundary.REQUEST,
-            veto=state.veto,
-            session_options=state.session_options,
-        )
-    )
+    units().append(state.unit_of_work(Boundary.REQUEST, veto=True))
 
 
 def _request_unit() -> UnitOfWork | None:

@@ -13,7 +13,13 @@ from .sqlite import configure_sqlite
 from .sqlite import SQLiteConnection
 from .sqlite import writer_lock
 
-__all__ = ["adopt_engine", "create_engine", "resolve_url", "sqlite_file"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "adopt_engine",
+    "create_engine",
+    "resolve_url",
+    "sqlite_file",
+]
 
 
 def resolve_url(url: str, instance_path: str) -> sa.URL:
@@ -43,6 +49,11 @@ def sqlite_file(url: sa.URL) -> str | None:
     return url.database
 
 
+#: Milliseconds a SQLite connection waits for a lock before ``database is
+#: locked``, unless ``sqlite_busy_timeout_ms`` says otherwise.
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
 def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     """An engine for ``url``: pre-ping and LIFO pools, and for a SQLite file
     its pragmas, real ``BEGIN`` statements and the per-file writer lock.
@@ -51,7 +62,7 @@ def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     ``sqlite_busy_timeout_ms`` (5000).
     """
     options = dict(options)
-    busy_timeout = options.pop("sqlite_busy_timeout_ms", 5000)
+    busy_timeout = options.pop("sqlite_busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS)
     sqlite = url.get_backend_name() == "sqlite"
     in_memory = sqlite and url.database in (None, "", ":memory:")
     if not in_memory:
@@ -83,6 +94,6 @@ def adopt_engine(engine: sa.Engine) -> sa.Engine:
     (real ``BEGIN`` statements, WAL, a busy timeout of 5 s, foreign keys on),
     without which a rolled-back savepoint would keep its writes."""
     if engine.url.get_backend_name() == "sqlite" and engine not in _configured:
-        configure_sqlite(engine, 5000)
+        configure_sqlite(engine, DEFAULT_BUSY_TIMEOUT_MS)
         _configured.add(engine)
     return engine

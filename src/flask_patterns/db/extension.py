@@ -33,7 +33,6 @@ from .tasks import units
 from .unit import Boundary
 from .unit import CommitVeto
 from .unit import TaskSession
-from .unit import UnitOfWork
 
 __all__ = ["Database", "default_commit_veto"]
 
@@ -224,12 +223,7 @@ class Database:
                 yield session
             return
         stack = units()
-        state = database_state(current_app)
-        unit = UnitOfWork(
-            state.engine,
-            boundary=Boundary.BLOCK,
-            session_options=state.session_options,
-        )
+        unit = database_state(current_app).unit_of_work(Boundary.BLOCK)
         stack.append(unit)
         try:
             yield unit.session

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from .._registry import state_of
+from .unit import Boundary
 from .unit import CommitVeto
+from .unit import UnitOfWork
 
 __all__ = ["NAME", "DatabaseState", "database_state"]
 
@@ -24,6 +26,19 @@ class DatabaseState:
     veto: CommitVeto
     #: More arguments of each task's session (Flask-SQLAlchemy's query class).
     session_options: t.Mapping[str, t.Any] = field(default_factory=dict)
+
+    def unit_of_work(
+        self, boundary: Boundary, *, veto: bool = False, settled: bool = False
+    ) -> UnitOfWork:
+        """A unit of work on this app's engine and session options; ``veto``
+        gives it the app's commit veto (a request's unit)."""
+        return UnitOfWork(
+            self.engine,
+            boundary=boundary,
+            veto=self.veto if veto else None,
+            settled=settled,
+            session_options=self.session_options,
+        )
 
 
 def database_state(app: Flask) -> DatabaseState:

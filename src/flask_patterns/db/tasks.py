@@ -73,13 +73,9 @@ def current_unit() -> UnitOfWork:
     stack = units()
     if not stack:
         in_request = has_request_context()
-        state = database_state(current_app)
         stack.append(
-            UnitOfWork(
-                state.engine,
-                boundary=Boundary.REQUEST if in_request else Boundary.TASK,
-                settled=in_request,
-                session_options=state.session_options,
+            database_state(current_app).unit_of_work(
+                Boundary.REQUEST if in_request else Boundary.TASK, settled=in_request
             )
         )
     return stack[-1]
