@@ -3,11 +3,13 @@ over HTTP/1.1 by raw sockets whose chunked bodies are parsed strictly."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
 import time
 
+import conftest
 import pytest
 
 from flask_patterns.streams import RedisBroker
@@ -24,11 +26,8 @@ def held(served):
         connection.close()
 
 
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+#: The root conftest's, within 10 s.
+wait_until = functools.partial(conftest.wait_until, timeout=10.0)
 
 
 def open_all(served, streams):
