@@ -26,16 +26,30 @@ def app(request, database_url):
         app.config["PATTERNS_DATABASE_URL"] = database_url
         db.init_app(app)
     elif request.param == "own engine":
-        db.init_app(app, engine=sa.create_engine(database_url))
+        db.init_app(app, engine=foreign_keys_on(sa.create_engine(database_url)))
     else:
         from flask_sqlalchemy import SQLAlchemy
 
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url
-        SQLAlchemy(app)
-        db.init_app(app, flask_sqlalchemy=app.extensions["sqlalchemy"])
+        fsa = SQLAlchemy(app)
+        with app.app_context():
+            foreign_keys_on(fsa.engine)
+        db.init_app(app, flask_sqlalchemy=fsa)
     metadata.create_all(db.engine_for(app))
     yield app
     db.engine_for(app).dispose()
+
+
+def foreign_keys_on(engine: sa.Engine) -> sa.Engine:
+    """An engine of the app's own keeps its pragmas, so an app on SQLite turns
+    foreign keys on itself, as the docs show; the outcome tests need them."""
+    if engine.url.get_backend_name() == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def connect(dbapi_connection, record):
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    return engine
 
 
 class Conflict(Exception):

@@ -25,6 +25,27 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
     local.engine_for(app).dispose()
 
 
+def test_an_engine_of_the_apps_own_keeps_its_pragmas_and_gets_real_begins(
+    sqlite_url,
+):
+    engine = sa.create_engine(sqlite_url)
+    begins = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def watch(conn, cursor, statement, *args):
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    app = Flask("own engine")
+    local = Database(app, engine=engine)
+    with app.app_context():
+        connection = local.session.connection()
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
+    assert begins == ["BEGIN IMMEDIATE"], "the app's own pragmas, the library's BEGIN"
+    engine.dispose()
+
+
 def test_sqlite_reads_begin_deferred_and_writes_begin_immediate(sqlite_url):
     app = Flask("sqlite")
     app.config["PATTERNS_DATABASE_URL"] = sqlite_url

@@ -10,6 +10,7 @@ import weakref
 import sqlalchemy as sa
 
 from .sqlite import configure_sqlite
+from .sqlite import configure_transactions
 from .sqlite import SQLiteConnection
 from .sqlite import writer_lock
 
@@ -89,11 +90,11 @@ _configured: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 def adopt_engine(engine: sa.Engine) -> sa.Engine:
-    """An engine the app made itself, used as it is: its pool, options and
-    driver stay. A SQLite engine gets, once, the listeners savepoints need
-    (real ``BEGIN`` statements, WAL, a busy timeout of 5 s, foreign keys on),
-    without which a rolled-back savepoint would keep its writes."""
+    """An engine the app made itself, used as it is: its pool, options, driver
+    and SQLite pragmas stay. A SQLite engine gets, once, the real ``BEGIN``
+    statements savepoints need, without which a rolled-back savepoint would
+    keep its writes (:func:`~flask_patterns.db.sqlite.configure_transactions`)."""
     if engine.url.get_backend_name() == "sqlite" and engine not in _configured:
-        configure_sqlite(engine, DEFAULT_BUSY_TIMEOUT_MS)
+        configure_transactions(engine, DEFAULT_BUSY_TIMEOUT_MS)
         _configured.add(engine)
     return engine

@@ -18,6 +18,7 @@ __all__ = [
     "SQLiteConnection",
     "WriterLock",
     "configure_sqlite",
+    "configure_transactions",
     "write_intended",
     "writer_lock",
 ]
@@ -147,19 +148,29 @@ class SQLiteConnection(sqlite3.Connection):
 
 def configure_sqlite(engine: sa.Engine, busy_timeout_ms: int) -> None:
     """WAL for readers beside a writer, a busy timeout instead of instant
-    ``database is locked``, foreign keys on, and real ``BEGIN`` statements so that
-    savepoints work (``BEGIN IMMEDIATE`` when the task will write, so a read lock
-    is never upgraded into ``SQLITE_BUSY``)."""
+    ``database is locked``, foreign keys on, and the transactions of
+    :func:`configure_transactions`."""
+    configure_transactions(engine, busy_timeout_ms)
 
     @event.listens_for(engine, "connect")
     def connect(dbapi_connection: t.Any, record: t.Any) -> None:
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def configure_transactions(engine: sa.Engine, busy_timeout_ms: int) -> None:
+    """Real ``BEGIN`` statements so that savepoints work (``BEGIN IMMEDIATE``
+    when the task will write, so a read lock is never upgraded into
+    ``SQLITE_BUSY``), and a transaction left open by a failed ``COMMIT`` rolled
+    back at check-in. Leaves the connection's pragmas as they are."""
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: t.Any, record: t.Any) -> None:
+        dbapi_connection.isolation_level = None
 
     @event.listens_for(engine, "checkin")
     def checkin(dbapi_connection: t.Any, record: t.Any) -> None:
