@@ -25,17 +25,25 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
     local.engine_for(app).dispose()
 
 
+def trace_begins(engine):
+    """The BEGIN statements SQLite runs on the engine's connections, as SQLite's
+    trace callback reports them (whoever sends them)."""
+    begins = []
+
+    @sa.event.listens_for(engine, "connect")
+    def trace(dbapi_connection, record):
+        dbapi_connection.set_trace_callback(
+            lambda statement: statement.startswith("BEGIN") and begins.append(statement)
+        )
+
+    return begins
+
+
 def test_an_engine_of_the_apps_own_keeps_its_pragmas_and_gets_real_begins(
     sqlite_url,
 ):
     engine = sa.create_engine(sqlite_url)
-    begins = []
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def watch(conn, cursor, statement, *args):
-        if statement.startswith("BEGIN"):
-            begins.append(statement)
-
+    begins = trace_begins(engine)
     app = Flask("own engine")
     local = Database(app, engine=engine)
     with app.app_context():
@@ -50,12 +58,7 @@ def test_sqlite_reads_begin_deferred_and_writes_begin_immediate(sqlite_url):
     app = Flask("sqlite")
     app.config["PATTERNS_DATABASE_URL"] = sqlite_url
     local = Database(app)
-    begins = []
-
-    @sa.event.listens_for(local.engine_for(app), "before_cursor_execute")
-    def watch(conn, cursor, statement, *args):
-        if statement.startswith("BEGIN"):
-            begins.append(statement)
+    begins = trace_begins(local.engine_for(app))
 
     @app.route("/", methods=["GET", "POST"])
     def view():
