@@ -221,7 +221,7 @@ def run_reading(
 
 def section(result: dict[str, t.Any]) -> str:
     n = result["clients"]
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
             SECTION.start,

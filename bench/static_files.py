@@ -348,7 +348,7 @@ def rounds_table(results: list[Result]) -> list[str]:
 
 
 def section(results: list[Result], settings: Settings, asset: str, size: int) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     software = ", ".join(f"{k} {v}" for k, v in settings.versions.items())
     parts = [
         SECTION.start,

@@ -1004,7 +1004,7 @@ def verdict(runs: list[Run]) -> str:
 
 
 def section(runs: list[Run], settings: Settings) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     limits = f"`ulimit -n` {os.sysconf('SC_OPEN_MAX')}"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [

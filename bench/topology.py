@@ -829,7 +829,7 @@ def logs_lines(logs: dict[str, dict[str, int]]) -> list[str]:
 def section(
     rounds: list[Round], settings: Settings, logs: dict[str, dict[str, int]]
 ) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     end_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [
         SECTION.start,

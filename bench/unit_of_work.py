@@ -513,7 +513,7 @@ def method(settings: Settings) -> list[str]:
 
 
 def section(results: list[Result], settings: Settings) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meets = all(r.ratio >= TARGET for r in results)
     parts = [
         SECTION.start,

@@ -75,7 +75,7 @@ def test_retry_all_makes_every_failed_message_pending(app, outbox, clock):
 
 
 def test_sent_messages_past_the_retention_are_purged_by_the_worker(app, outbox):
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)
     insert(app, "old", "mail", "{}", at=long_ago)
     insert(app, "recent", "mail", "{}", at=long_ago)
     insert(app, "waiting", "mail", "{}", at=long_ago)

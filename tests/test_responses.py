@@ -173,7 +173,7 @@ def test_the_tojson_filter_uses_the_provider_even_if_jinja_was_set_up_first():
 
 def test_flask_types_keep_their_default_encoding(app):
     value = {
-        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
         "amount": decimal.Decimal("1.50"),
         "id": uuid.UUID(int=1),
     }

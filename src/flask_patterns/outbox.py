@@ -79,7 +79,7 @@ class Message(t.NamedTuple):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _deliverable(now: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:

@@ -93,7 +93,7 @@ def add_user(app: Flask, email: str, **fields: t.Any) -> int:
         user = User(
             email=email,
             password_hash=hash_password("storefront"),
-            activated_at=dt.datetime.now(dt.UTC),
+            activated_at=dt.datetime.now(dt.timezone.utc),
             **fields,
         )
         db.session.add(user)

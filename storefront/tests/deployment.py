@@ -138,7 +138,7 @@ def queue_mail(engine, subject):
 
     from flask_patterns.outbox import outbox_table
 
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     with engine.begin() as connection:
         connection.execute(
             outbox_table.insert().values(

@@ -86,7 +86,9 @@ def test_products_are_listed_as_json(shop, client):
         "stock": 25,
         "created_at": products[0]["created_at"],
     }
-    assert dt.datetime.fromisoformat(products[0]["created_at"]).tzinfo == dt.UTC
+    assert (
+        dt.datetime.fromisoformat(products[0]["created_at"]).tzinfo == dt.timezone.utc
+    )
 
 
 def test_one_product_is_its_to_json(shop, app, client):

@@ -24,6 +24,11 @@ __all__ = ["Digests", "Entry"]
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
+# Read in pieces rather than whole: a bundle can be large. (hashlib.file_digest
+# does this from Python 3.11 on.)
+_CHUNK = 1 << 16
+
+
 def _md5() -> t.Any:
     return hashlib.md5(usedforsecurity=False)
 
@@ -67,8 +72,11 @@ class Digests:
             return self._stylesheet(name, path, stamp, cached, visiting | {name})
         if cached is not None and cached.stamp == stamp:
             return cached
+        hasher = _md5()
         with open(path, "rb") as file:
-            digest = hashlib.file_digest(file, _md5).hexdigest()[:HASH_LENGTH]
+            while chunk := file.read(_CHUNK):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()[:HASH_LENGTH]
         self._cache[name] = entry = Entry(stamp, digest)
         return entry
 

@@ -45,9 +45,10 @@ def sqlite_file(url: sa.URL) -> str | None:
     one in memory)."""
     if url.get_backend_name() != "sqlite":
         return None
-    if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return url.database
+    return database
 
 
 #: Milliseconds a SQLite connection waits for a lock before ``database is

@@ -87,9 +87,7 @@ class Subscriber:
             delay = 0.1
 
     def _listen(self, *, catch_up: bool) -> None:
-        pubsub = self.broker.client.pubsub(  # type: ignore[no-untyped-call]
-            ignore_subscribe_messages=True
-        )
+        pubsub = self.broker.client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.broker.notify_key)
             while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:

@@ -165,16 +165,14 @@ def _sentinel_client(url: str, options: dict[str, t.Any]) -> redis.Redis:
     for host in hosts.split(","):
         name, _, port = host.rpartition(":")
         sentinels.append((name or host, int(port) if port.isdigit() else 26379))
-    timeouts = {
+    timeouts: dict[str, t.Any] = {
         key: options[key]
         for key in ("socket_timeout", "socket_connect_timeout")
         if key in options
     }
     password = urllib.parse.unquote(credentials.partition(":")[2]) or None
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        sentinels, sentinel_kwargs=timeouts, **timeouts
-    )
-    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(sentinels, sentinel_kwargs=timeouts, **timeouts)
+    primary: redis.Redis = sentinel.master_for(
         path[0],
         db=int(path[1]) if len(path) == 2 else 0,
         password=password,

@@ -100,7 +100,7 @@ class EventRelay:
                 channel=channel,
                 data=encode_data(data),
                 event=event,
-                created_at=dt.datetime.now(dt.UTC),
+                created_at=dt.datetime.now(dt.timezone.utc),
             )
             .returning(held_event_table.c.id)
         )

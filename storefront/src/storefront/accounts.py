@@ -70,7 +70,7 @@ _mail_to_address = limiter.shared_limit(
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _find(email: str) -> User | None:

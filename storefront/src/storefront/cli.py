@@ -115,7 +115,7 @@ def demo() -> None:
                 User(
                     email=email,
                     password_hash=hash_password(DEMO_PASSWORD),
-                    activated_at=dt.datetime.now(dt.UTC),
+                    activated_at=dt.datetime.now(dt.timezone.utc),
                     is_staff=email == DEMO_STAFF,
                 )
             )

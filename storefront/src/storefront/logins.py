@@ -41,7 +41,7 @@ def _digest(token: str) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _oldest_valid() -> dt.datetime:

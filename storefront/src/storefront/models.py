@@ -16,14 +16,14 @@ class Base(DeclarativeBase):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _isoformat(value: dt.datetime) -> str:
     """ISO 8601 in UTC; SQLite hands back naive datetimes of what was UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC).isoformat()
-    return value.astimezone(dt.UTC).isoformat()
+        return value.replace(tzinfo=dt.timezone.utc).isoformat()
+    return value.astimezone(dt.timezone.utc).isoformat()
 
 
 class Product(Base):
