@@ -15,7 +15,9 @@ import pytest
 
 # The storefront tests live in storefront/tests, which importlib mode would
 # otherwise register under a placeholder "storefront" package that hides the app.
-import storefront  # noqa: F401
+# The library's tests run without it (from the sdist, or at the lowest versions).
+with contextlib.suppress(ImportError):
+    import storefront  # noqa: F401
 
 CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://127.0.0.1/test")
@@ -27,12 +29,6 @@ def service_missing(reason: str) -> t.NoReturn:
     if CI:
         pytest.fail(f"{reason} (CI=true requires it)", pytrace=False)
     pytest.skip(reason)
-
-
-def _psycopg_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
-        "postgres://", "postgresql+psycopg://", 1
-    )
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +244,9 @@ class SentinelSet:
     def _replicated(self) -> bool:
         import redis
 
-        with redis.Redis(port=self.replica) as client:
+        if not _answers(self.replica):  # still starting
+            return False
+        with redis.Redis(host="127.0.0.1", port=self.replica) as client:
             return bool(client.info("replication").get("master_link_status") == "up")
 
     def _sentinels_ready(self) -> bool:
@@ -257,7 +255,9 @@ class SentinelSet:
         import redis
 
         for port in self.sentinels:
-            with redis.Redis(port=port, decode_responses=True) as client:
+            with redis.Redis(
+                host="127.0.0.1", port=port, decode_responses=True
+            ) as client:
                 if not _answers(port):
                     return False
                 replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
@@ -282,7 +282,7 @@ def _answers(port: int) -> bool:
     import redis
 
     try:
-        with redis.Redis(port=port, socket_timeout=0.5) as client:
+        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5) as client:
             return bool(client.ping())
     except redis.RedisError:
         return False

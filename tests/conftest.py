@@ -36,6 +36,13 @@ child = sa.Table(
 db = Database()
 
 
+def driver_url(url: str) -> str:
+    """``url`` for an engine the test makes with SQLAlchemy itself: SQLAlchemy
+    2.0 reads ``postgresql://`` as psycopg2, 2.1 as psycopg 3 (the library's own
+    engines always use psycopg 3)."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 class Probe:
     """What a test needs to check after a task: rows, callbacks, the pool."""
 
@@ -105,7 +112,7 @@ def outbox(app, probe):
 
 def insert(app, key, kind, payload, at=None):
     """A message written as a process that died before delivering it would."""
-    now = at or dt.datetime.now(dt.UTC)
+    now = at or dt.datetime.now(dt.timezone.utc)
     with app.app_context():
         db.session.execute(
             outbox_table.insert().values(
@@ -127,7 +134,7 @@ def rows(app):
 @pytest.fixture
 def clock(monkeypatch):
     """Move the outbox's clock forward."""
-    now = [dt.datetime.now(dt.UTC)]
+    now = [dt.datetime.now(dt.timezone.utc)]
     monkeypatch.setattr(outbox_module, "_now", lambda: now[0])
 
     def advance(seconds):

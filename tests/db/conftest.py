@@ -12,6 +12,7 @@ from flask_patterns.db import after_commit
 
 from ..conftest import child
 from ..conftest import db
+from ..conftest import driver_url
 from ..conftest import metadata
 
 
@@ -26,11 +27,13 @@ def app(request, database_url):
         app.config["PATTERNS_DATABASE_URL"] = database_url
         db.init_app(app)
     elif request.param == "own engine":
-        db.init_app(app, engine=foreign_keys_on(sa.create_engine(database_url)))
+        db.init_app(
+            app, engine=foreign_keys_on(sa.create_engine(driver_url(database_url)))
+        )
     else:
         from flask_sqlalchemy import SQLAlchemy
 
-        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+        app.config["SQLALCHEMY_DATABASE_URI"] = driver_url(database_url)
         fsa = SQLAlchemy(app)
         with app.app_context():
             foreign_keys_on(fsa.engine)

@@ -15,6 +15,7 @@ from flask_patterns.db import after_commit
 from flask_patterns.db import Database
 
 from ..conftest import db
+from ..conftest import driver_url
 from ..conftest import item
 from .conftest import Conflict
 
@@ -123,7 +124,9 @@ def test_transaction_open_tells_whether_work_now_will_be_committed(app, probe):
 
 
 def test_an_engine_of_the_apps_own_is_used_as_it_is(database_url):
-    engine = sa.create_engine(database_url, pool_size=3, pool_pre_ping=False)
+    engine = sa.create_engine(
+        driver_url(database_url), pool_size=3, pool_pre_ping=False
+    )
     app = Flask("own engine")
     database = Database(app, engine=engine)
     item.metadata.create_all(engine)

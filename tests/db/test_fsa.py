@@ -13,13 +13,15 @@ from sqlalchemy.orm import mapped_column
 from flask_patterns.db import after_commit
 from flask_patterns.db import Database
 
+from ..conftest import driver_url
+
 
 @pytest.fixture
 def shop(database_url):
     """``(app, fsa, db, Product, ran)``: Flask-SQLAlchemy registered first,
     then the unit of work given it."""
     app = Flask("fsa_shop")
-    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+    app.config["SQLALCHEMY_DATABASE_URI"] = driver_url(database_url)
     fsa = SQLAlchemy(app)
 
     class Product(fsa.Model):  # type: ignore[name-defined]
@@ -146,7 +148,7 @@ def test_an_app_without_database_keeps_flask_sqlalchemys_session(shop, sqlite_ur
 
 def test_flask_sqlalchemy_must_be_registered_first(database_url):
     app = Flask("wrong_order")
-    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+    app.config["SQLALCHEMY_DATABASE_URI"] = driver_url(database_url)
     fsa = SQLAlchemy()
     with pytest.raises(RuntimeError, match="Register Flask-SQLAlchemy on the app"):
         Database(app, flask_sqlalchemy=fsa)

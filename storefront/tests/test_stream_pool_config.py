@@ -15,7 +15,9 @@ from pathlib import Path
 from bench import procfs
 from flask import Flask
 
-CONFIG = Path(__file__).resolve().parent.parent / "deploy/gunicorn/stream.conf.py"
+from .deployment import ROOT
+
+CONFIG = ROOT / "deploy/gunicorn/stream.conf.py"
 
 
 class FakeWorker:
