@@ -5,15 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
+EXTRAS := postgres,redis,gevent,assets,flask-sqlalchemy
 
-.PHONY: run test lint format up down bench bench-streams bench-storm bench-static bench-topology clean
+.PHONY: run test lint format docs up down bench bench-streams bench-storm bench-static bench-topology clean
 
 # The storefront depends on the library by path; installing the library editable
 # afterwards makes edits to src/ take effect without a reinstall.
 $(STAMP): pyproject.toml storefront/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet -e ./storefront
-	$(BIN)/python -m pip install --quiet -e ".[postgres,redis,gevent,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" --group dev
 	touch $@
 
 # Links in mail point here; set it to the address you browse the shop at.
@@ -33,6 +35,10 @@ test: lint
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage report --skip-covered
 
+# The documentation site in docs/_build/html, every warning an error.
+docs: $(STAMP)
+	$(BIN)/sphinx-build --fail-on-warning --keep-going -b html docs docs/_build/html
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -47,7 +53,7 @@ down: $(STAMP)
 	$(BIN)/python deploy/up.py --down
 
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .coverage .mypy_cache .pytest_cache .ruff_cache .nox docs/_build dist
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.unit_of_work
