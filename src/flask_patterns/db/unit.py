@@ -66,6 +66,8 @@ class TaskSession(Session):
         return t.cast(UnitOfWork, self.info["unit_of_work"])
 
     def commit(self) -> None:
+        """Commit now, then run the ``after_commit`` callbacks registered so
+        far; a failed commit drops them. Refused inside ``db.savepoint()``."""
         unit = self._unit
         unit.refuse_inside_savepoint("commit")
         try:
@@ -76,6 +78,8 @@ class TaskSession(Session):
         unit.run_commit_callbacks()
 
     def rollback(self) -> None:
+        """Roll back now and drop the callbacks waiting for the commit.
+        Refused inside ``db.savepoint()``."""
         unit = self._unit
         unit.refuse_inside_savepoint("rollback")
         try:
