@@ -1,6 +1,6 @@
-"""The README's event stream example works as written: run against the test
-Redis, its stream delivers what its route publishes, and the channels it does
-not list as public answer 403 with the setting that would open them."""
+"""The first example of docs/event-streams.md works as written: run against the
+test Redis, its stream delivers what its route publishes, and the channels it
+does not list as public answer 403 with the setting that would open them."""
 
 from __future__ import annotations
 
@@ -11,37 +11,41 @@ import sys
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from tests.streams.conftest import open_stream
 
 from flask_patterns.streams.extension import event_relay
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-README_REDIS_URL = "redis://127.0.0.1:6379/0"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "event-streams.md"
+PAGE_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def readme_streams_code() -> str:
-    """The first python block after the README's "### Event streams" heading."""
-    text = README.read_text()
-    section = text[text.index("\n### Event streams\n") :]
-    match = re.search(r"```python\n(.*?)\n```", section, re.DOTALL)
-    assert match is not None, "no python block after '### Event streams'"
-    return match.group(1)
+def first_streams_example() -> str:
+    """The first python block of docs/event-streams.md."""
+    tokens = MarkdownIt().parse(PAGE.read_text(encoding="utf-8"))
+    blocks = [
+        token.content
+        for token in tokens
+        if token.type == "fence" and token.info.split()[:1] == ["python"]
+    ]
+    assert blocks, f"no python block in {PAGE.name}"
+    return blocks[0]
 
 
 @pytest.fixture
 def example(tmp_path, redis_url, monkeypatch):
-    """The README example's module, run from a file of its own (so that its
+    """The page's example module, run from a file of its own (so that its
     instance folder, and the SQLite database in it, are the test's), with the
-    test Redis instead of the README's."""
-    code = readme_streams_code()
-    assert README_REDIS_URL in code, "the example no longer names the Redis URL"
-    path = tmp_path / "readme_streams.py"
-    path.write_text(code.replace(README_REDIS_URL, redis_url))
-    spec = importlib.util.spec_from_file_location("readme_streams", path)
+    test Redis instead of the page's."""
+    code = first_streams_example()
+    assert PAGE_REDIS_URL in code, "the example no longer names the Redis URL"
+    path = tmp_path / "docs_streams.py"
+    path.write_text(code.replace(PAGE_REDIS_URL, redis_url))
+    spec = importlib.util.spec_from_file_location("docs_streams", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "readme_streams", module)
+    monkeypatch.setitem(sys.modules, "docs_streams", module)
     spec.loader.exec_module(module)
     yield module
     with module.app.app_context():
@@ -49,7 +53,7 @@ def example(tmp_path, redis_url, monkeypatch):
     module.db.engine_for(module.app).dispose()
 
 
-def test_the_readme_stream_delivers_what_its_route_publishes(example):
+def test_the_example_stream_delivers_what_its_route_publishes(example):
     app = example.app
     assert Path(app.instance_path).parent == Path(example.__file__).parent
     reader = open_stream(app, "/streams/activity")
