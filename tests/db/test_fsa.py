@@ -143,7 +143,8 @@ def test_an_app_without_database_keeps_flask_sqlalchemys_session(shop, sqlite_ur
         fsa.session.add(product(name="by hand"))
         fsa.session.commit()
         assert [p.name for p in product.query.all()] == ["by hand"]
-        fsa.engine.dispose()
+        engine = fsa.engine
+    engine.dispose()  # once the session gave its connection back at teardown
 
 
 def test_flask_sqlalchemy_must_be_registered_first(database_url):
