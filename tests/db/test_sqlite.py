@@ -54,6 +54,33 @@ def test_an_engine_of_the_apps_own_keeps_its_pragmas_and_gets_real_begins(
     engine.dispose()
 
 
+def test_an_engine_that_begins_by_sqlalchemys_recipe_begins_once(sqlite_url):
+    engine = sa.create_engine(sqlite_url)
+
+    @sa.event.listens_for(engine, "connect")
+    def no_driver_begin(dbapi_connection, record):
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection):
+        connection.exec_driver_sql("BEGIN")
+
+    begins = trace_begins(engine)
+    app = Flask("recipe")
+    local = Database(app, engine=engine)
+    with app.app_context():
+        local.session.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+        local.session.execute(sa.text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(LookupError), local.savepoint():
+            local.session.execute(sa.text("INSERT INTO t VALUES (2)"))
+            raise LookupError
+    assert begins == ["BEGIN"], "the app's BEGIN, not a second one"
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT x FROM t").scalars().all()
+    assert rows == [1], "the savepoint rolled back its own write only"
+    engine.dispose()
+
+
 def test_sqlite_reads_begin_deferred_and_writes_begin_immediate(sqlite_url):
     app = Flask("sqlite")
     app.config["PATTERNS_DATABASE_URL"] = sqlite_url
