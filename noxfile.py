@@ -73,15 +73,18 @@ def lowest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def wheel(session: nox.Session) -> None:
-    """Build the sdist and the wheel, check what the sdist holds, install the
-    wheel (and nothing else) into a fresh venv on the oldest Python, and follow
-    docs/getting-started.md literally."""
+    """Build the sdist and the wheel, check what the sdist holds and what PyPI
+    would say of both, install the wheel (and nothing else) into a fresh venv
+    on the oldest Python, and follow docs/getting-started.md literally."""
     dist = pathlib.Path(session.create_tmp()) / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("uv", "build", "--out-dir", str(dist), str(ROOT), external=True)
     (sdist,) = dist.glob("flask_patterns-*.tar.gz")
     _check_sdist(session, sdist)
     (wheel_file,) = dist.glob("flask_patterns-*.whl")
+    # What PyPI checks on upload: the metadata, and that the README renders.
+    session.run("uv", "tool", "run", "--from", "twine>=6.1", "twine", "check",
+                "--strict", str(sdist), str(wheel_file), external=True)  # fmt: skip
     session.install(str(wheel_file))
     _try_getting_started(session)
 
