@@ -220,7 +220,10 @@ def test_supervisor_and_the_procfile_outlast_a_minute_without_the_database(
         cut = time.monotonic()
         for deployment in deployments:
             wait_for(lambda d=deployment: d.ready() == 503, 30, deployment.log)
-            engine = sa.create_engine(deployment.direct)
+            # psycopg 3 also where SQLAlchemy 2.0 would pick psycopg2.
+            engine = sa.create_engine(
+                deployment.direct.set(drivername="postgresql+psycopg")
+            )
             queue_mail(engine, f"queued during the outage under {deployment.name}")
             engine.dispose()
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - cut)))

@@ -26,7 +26,7 @@ def test_the_worker_waits_out_a_database_outage_and_stops_cleanly(
     direct = sa.make_url(postgres_url)
     relayed = direct.set(host="127.0.0.1", port=postgres_relay.port)
     app_factory(DATABASE_URL=direct.render_as_string(hide_password=False))
-    engine = sa.create_engine(direct)
+    engine = sa.create_engine(direct.set(drivername="postgresql+psycopg"))
     queue_mail(engine, "before the outage")
     env = {
         **os.environ,
