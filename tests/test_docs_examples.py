@@ -10,20 +10,16 @@ test of its own below.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
-import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from flask import Flask
-from markdown_it import MarkdownIt
 
-from flask_patterns.db.state import database_state
-from flask_patterns.streams import RedisBroker
-from flask_patterns.streams.extension import streams_state
+from .docs_examples import close_what_it_opened
+from .docs_examples import page_program
+from .docs_examples import python_fences
+from .docs_examples import run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,71 +39,9 @@ KNOWN_PAGES = {
 }
 
 
-def python_fences(path: Path) -> list[tuple[int, str]]:
-    """The ```python blocks of a Markdown page, each with the (0-based) line of
-    the page its code starts on; fences indented in list items included."""
-    tokens = MarkdownIt().parse(path.read_text(encoding="utf-8"))
-    return [
-        (token.map[0] + 1, token.content)
-        for token in tokens
-        if token.type == "fence"
-        and token.info.split()[:1] == ["python"]
-        and token.map is not None
-    ]
-
-
-def page_program(path: Path) -> str:
-    """A page's python blocks in order, each placed on the lines it has in the
-    page."""
-    lines: list[str] = []
-    for start, code in python_fences(path):
-        assert start >= len(lines), f"{path.name}: blocks overlap at line {start}"
-        lines += [""] * (start - len(lines))
-        lines += code.splitlines()
-    return "\n".join(lines) + "\n"
-
-
 def pages_with_examples() -> list[Path]:
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     return [page for page in pages if python_fences(page)]
-
-
-def run_module(code: str, name: str, tmp_path: Path, monkeypatch) -> dict:
-    """Import ``code`` from a file in ``tmp_path`` (also the working directory)
-    as module ``name``, so that ``Flask(__name__)`` puts its instance folder
-    there; returns the module's namespace, even when the import fails."""
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / f"{name}.py"
-    path.write_text(code, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        close_what_it_opened(vars(module))
-        raise
-    return vars(module)
-
-
-def close_what_it_opened(namespace: dict) -> None:
-    """Dispose the engines and close the brokers of the apps a page made, so
-    that no connection is left to a ResourceWarning."""
-    values = list(namespace.values())
-    for value in values:
-        if isinstance(value, Flask):
-            if "flask_patterns.streams" in value.extensions:
-                broker = streams_state(value).broker
-                if isinstance(broker, RedisBroker):
-                    broker.close()
-            if "flask_patterns.db" in value.extensions:
-                database_state(value).engine.dispose()
-        elif isinstance(value, sa.Engine):
-            value.dispose()
-        elif isinstance(value, RedisBroker):
-            value.close()
 
 
 def module_name(page: Path) -> str:
@@ -119,8 +53,8 @@ def test_the_examples_of_a_page_run_in_order(page, tmp_path, monkeypatch, reques
     code = page_program(page)
     if DOCS_REDIS_URL in code:
         code = code.replace(DOCS_REDIS_URL, request.getfixturevalue("redis_url"))
-    namespace = run_module(code, module_name(page), tmp_path, monkeypatch)
-    close_what_it_opened(namespace)
+    module = run_module(code, module_name(page), tmp_path, monkeypatch)
+    close_what_it_opened(vars(module))
 
 
 def test_the_pages_with_examples_are_found():
@@ -143,8 +77,8 @@ def test_an_indented_block_is_found_and_keeps_its_line(tmp_path):
 def test_the_getting_started_app_runs_end_to_end(tmp_path, monkeypatch, caplog):
     """docs/getting-started.md's notes.py, as its shell session uses it."""
     code = (ROOT / "docs" / "examples" / "notes.py").read_text(encoding="utf-8")
-    namespace = run_module(code, "docs_example_notes", tmp_path, monkeypatch)
-    app = namespace["app"]
+    notes = run_module(code, "docs_example_notes", tmp_path, monkeypatch)
+    app = notes.app
     try:
         assert Path(app.instance_path) == tmp_path / "instance"
         result = app.test_cli_runner().invoke(args=["init-db"])
@@ -157,4 +91,4 @@ def test_the_getting_started_app_runs_end_to_end(tmp_path, monkeypatch, caplog):
         assert client.get("/notes").json == {"notes": ["hello"]}
         assert "note 1 is saved" in caplog.messages
     finally:
-        close_what_it_opened(namespace)
+        close_what_it_opened(vars(notes))

@@ -4,32 +4,21 @@ does not list as public answer 403 with the setting that would open them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from markdown_it import MarkdownIt
 from tests.streams.conftest import open_stream
 
 from flask_patterns.streams.extension import event_relay
 
+from .docs_examples import close_what_it_opened
+from .docs_examples import python_fences
+from .docs_examples import run_module
+
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "event-streams.md"
 PAGE_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def first_streams_example() -> str:
-    """The first python block of docs/event-streams.md."""
-    tokens = MarkdownIt().parse(PAGE.read_text(encoding="utf-8"))
-    blocks = [
-        token.content
-        for token in tokens
-        if token.type == "fence" and token.info.split()[:1] == ["python"]
-    ]
-    assert blocks, f"no python block in {PAGE.name}"
-    return blocks[0]
 
 
 @pytest.fixture
@@ -37,20 +26,14 @@ def example(tmp_path, redis_url, monkeypatch):
     """The page's example module, run from a file of its own (so that its
     instance folder, and the SQLite database in it, are the test's), with the
     test Redis instead of the page's."""
-    code = first_streams_example()
+    fences = python_fences(PAGE)
+    assert fences, f"no python block in {PAGE.name}"
+    code = fences[0][1]
     assert PAGE_REDIS_URL in code, "the example no longer names the Redis URL"
-    path = tmp_path / "docs_streams.py"
-    path.write_text(code.replace(PAGE_REDIS_URL, redis_url))
-    spec = importlib.util.spec_from_file_location("docs_streams", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "docs_streams", module)
-    spec.loader.exec_module(module)
+    code = code.replace(PAGE_REDIS_URL, redis_url)
+    module = run_module(code, "docs_streams", tmp_path, monkeypatch)
     yield module
-    with module.app.app_context():
-        module.streams.broker.close()
-    module.db.engine_for(module.app).dispose()
+    close_what_it_opened(vars(module))
 
 
 def test_the_example_stream_delivers_what_its_route_publishes(example):
