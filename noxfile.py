@@ -38,7 +38,8 @@ nox.options.sessions = [
     "wheel",
     "docs",
 ]
-EXTRAS = "postgres,redis,gevent,assets,flask-sqlalchemy"
+# Every extra, as the tests exercise each of them.
+EXTRAS = ",".join(PYPROJECT["project"]["optional-dependencies"])
 # The environment of every test session: the tests find their services through it.
 PASS_ENV = ("CI", "TEST_DATABASE_URL", "REDIS_URL")
 
