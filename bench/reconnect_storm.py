@@ -23,7 +23,6 @@ flushed first; traffic to 127.0.0.1 only; bounded in time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import selectors
 import socket
@@ -37,6 +36,7 @@ import redis
 from bench.report import add_report_options
 from bench.report import machine
 from bench.report import report_path
+from bench.report import run_time
 from bench.report import Section
 from bench.sse_apps import CHANNEL
 from bench.sse_apps import PREFIX
@@ -221,7 +221,7 @@ def run_reading(
 
 def section(result: dict[str, t.Any]) -> str:
     n = result["clients"]
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = run_time()
     return "\n".join(
         [
             SECTION.start,

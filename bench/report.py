@@ -1,11 +1,12 @@
-"""What every benchmark shares: the description of the machine, a free port,
-its report options, and rewriting its own section of BENCHMARKS.md while keeping
-the others."""
+"""What every benchmark shares: the description of the machine, the time of the
+run, a free port, its report options, and rewriting its own section of
+BENCHMARKS.md while keeping the others."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import os
 import platform
 import re
@@ -39,6 +40,11 @@ def machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{cpus} CPUs (nproc), {cpu_model()}, load average {load} at start"
+
+
+def run_time() -> str:
+    """Now, as a report's ``Date:`` line gives it."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def free_port() -> int:

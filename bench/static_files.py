@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gzip
 import json
 import os
@@ -57,6 +56,7 @@ from bench.report import echoed_arguments
 from bench.report import free_port
 from bench.report import machine
 from bench.report import report_path
+from bench.report import run_time
 from bench.report import Section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,7 +348,7 @@ def rounds_table(results: list[Result]) -> list[str]:
 
 
 def section(results: list[Result], settings: Settings, asset: str, size: int) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = run_time()
     software = ", ".join(f"{k} {v}" for k, v in settings.versions.items())
     parts = [
         SECTION.start,

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import math
 import os
@@ -84,6 +83,7 @@ from bench.report import add_report_options
 from bench.report import free_port
 from bench.report import machine
 from bench.report import report_path
+from bench.report import run_time
 from bench.report import Section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1004,7 +1004,7 @@ def verdict(runs: list[Run]) -> str:
 
 
 def section(runs: list[Run], settings: Settings) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = run_time()
     limits = f"`ulimit -n` {os.sysconf('SC_OPEN_MAX')}"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import platform
@@ -81,6 +80,7 @@ from bench.report import echoed_arguments
 from bench.report import free_port
 from bench.report import machine
 from bench.report import report_path
+from bench.report import run_time
 from bench.report import Section
 from bench.streams import cell
 from bench.streams import counts
@@ -829,7 +829,7 @@ def logs_lines(logs: dict[str, dict[str, int]]) -> list[str]:
 def section(
     rounds: list[Round], settings: Settings, logs: dict[str, dict[str, int]]
 ) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = run_time()
     end_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     parts = [
         SECTION.start,

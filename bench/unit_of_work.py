@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import functools
 import gc
 import os
@@ -61,6 +60,7 @@ from werkzeug.test import EnvironBuilder
 from bench.report import add_report_options
 from bench.report import machine
 from bench.report import report_path
+from bench.report import run_time
 from bench.report import Section
 from flask_patterns.db import Database
 from flask_patterns.db.engine import create_engine
@@ -513,7 +513,7 @@ def method(settings: Settings) -> list[str]:
 
 
 def section(results: list[Result], settings: Settings) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = run_time()
     meets = all(r.ratio >= TARGET for r in results)
     parts = [
         SECTION.start,
