@@ -333,19 +333,37 @@ def serving(
     impl = IMPLEMENTATIONS[name]
     port = free_port()
     python = settings.pythons[publisher_of(name)]
+    command = server_command(python, impl, port, log, settings)
+    with running(command, port, env, log, bare=impl.server == "bare") as worker:
+        yield port, worker
+
+
+@contextlib.contextmanager
+def gunicorn(
+    python: str, app: str, env: dict[str, str], log: Path
+) -> t.Iterator[tuple[int, int]]:
+    """Start one gevent worker of the stream pool's settings serving ``app``
+    (``bench.reconnect_storm``); yield its port and pid; stop it at once."""
+    port = free_port()
+    command = gunicorn_command(python, app, port, log)
+    with running(command, port, env, log, bare=False) as worker:
+        yield port, worker
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], port: int, env: dict[str, str], log: Path, *, bare: bool
+) -> t.Iterator[int]:
+    """Run ``command`` until it serves on ``port``; yield the worker's pid."""
     # The app's own log records (the library's warnings) go to stderr.
     with stderr_log(log).open("wb") as output:
         master = subprocess.Popen(
-            server_command(python, impl, port, log, settings),
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     worker = 0
     try:
-        worker = wait_until_serving(port, master, impl.server == "bare")
-        yield port, worker
+        worker = wait_until_serving(port, master, bare)
+        yield worker
     finally:
         stop_gunicorn(master, worker)
 
