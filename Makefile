@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
-EXTRAS := postgres,redis,gevent,assets,flask-sqlalchemy
+EXTRAS := postgres,redis,gevent,assets,flask-sqlalchemy,metrics,otel
 
 .PHONY: run test lint format docs up down bench bench-streams bench-storm bench-static bench-topology clean
 

@@ -30,6 +30,7 @@ from flask import current_app
 from flask import Flask
 from flask.cli import AppGroup
 
+from . import observe
 from ._registry import refuse_second
 from ._registry import register
 from ._worker import run_worker
@@ -59,6 +60,9 @@ outbox_table = sa.Table(
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Column("failed_at", sa.DateTime(timezone=True)),
     sa.Column("last_error", sa.Text),
+    #: What the observers carry from the task that wrote the message (a
+    #: request id, a trace), as JSON: its delivery is told as part of it.
+    sa.Column("context", sa.Text),
     sa.Index("outbox_message_due", "sent_at", "failed_at", "available_at"),
 )
 
@@ -76,6 +80,18 @@ class Message(t.NamedTuple):
     kind: str
     payload: t.Any
     attempts: int
+
+
+def _carried(context: str | None) -> observe.Carried | None:
+    """The observers' context stored with a message, if any (a malformed one
+    is ignored: it only names where the message came from)."""
+    if not context:
+        return None
+    try:
+        carried = json.loads(context)
+    except ValueError:
+        return None
+    return carried if isinstance(carried, dict) else None
 
 
 def _now() -> dt.datetime:
@@ -168,6 +184,7 @@ class Outbox:
             )
         key = str(uuid.uuid4())
         now = _now()
+        carried = observe.carry()
         self.db.session.execute(
             outbox_table.insert().values(
                 key=key,
@@ -176,6 +193,7 @@ class Outbox:
                 created_at=now,
                 available_at=now,
                 attempts=0,
+                context=None if carried is None else json.dumps(carried),
             )
         )
         after_commit(functools.partial(self.deliver, key))
@@ -184,10 +202,10 @@ class Outbox:
     def deliver(self, key: str) -> bool:
         """Claim the message ``key`` and deliver it now; ``False`` if it was
         already sent, failed for good, or is claimed by someone else."""
-        message = self._claim(outbox_table.c.key == key)
-        if message is None:
+        claimed = self._claim(outbox_table.c.key == key)
+        if claimed is None:
             return False
-        return self._attempt(message)
+        return self._attempt(*claimed)
 
     def work(self, stop: threading.Event | None = None, *, batch: int = 100) -> int:
         """Deliver the messages that are due, oldest first; returns how many
@@ -196,8 +214,8 @@ class Outbox:
         for message_id in self._due(batch):
             if stop is not None and stop.is_set():
                 break
-            message = self._claim(outbox_table.c.id == message_id)
-            if message is not None and self._attempt(message):
+            claimed = self._claim(outbox_table.c.id == message_id)
+            if claimed is not None and self._attempt(*claimed):
                 sent += 1
         return sent
 
@@ -220,7 +238,9 @@ class Outbox:
         with self.db.transaction() as session:
             return list(session.scalars(query))
 
-    def _claim(self, which: sa.ColumnElement[bool]) -> Message | None:
+    def _claim(
+        self, which: sa.ColumnElement[bool]
+    ) -> tuple[Message, observe.Carried | None] | None:
         """Take a lease on one message that is due, in a transaction of its own:
         of two processes racing for it, exactly one gets it."""
         now = _now()
@@ -235,13 +255,17 @@ class Outbox:
                 outbox_table.c.kind,
                 outbox_table.c.payload,
                 outbox_table.c.attempts,
+                outbox_table.c.context,
             )
         )
         with self.db.transaction() as session:
             row = session.execute(claim).first()
         if row is None:
             return None
-        return Message(row.id, row.key, row.kind, json.loads(row.payload), row.attempts)
+        message = Message(
+            row.id, row.key, row.kind, json.loads(row.payload), row.attempts
+        )
+        return message, _carried(row.context)
 
     def _claimable(self, now: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:
         """Deliverable now, and of a kind whose handler is available."""
@@ -249,19 +273,26 @@ class Outbox:
         not_held = (outbox_table.c.kind.not_in(held),) if held else ()
         return (*_deliverable(now), *not_held)
 
-    def _attempt(self, message: Message) -> bool:
+    def _attempt(self, message: Message, carried: observe.Carried | None) -> bool:
         handler = self.handlers.get(message.kind)
-        try:
-            if handler is None:
-                raise LookupError(f"No outbox handler for {message.kind!r}.")
-            handler(message)
-        except Exception as error:
-            self._failed(message, error)
-            return False
-        self._finish(message.id, sent_at=_now(), claimed_until=None)
-        return True
+        with observe.resumed(
+            "flask_patterns.outbox.deliver", carried, kind=message.kind
+        ):
+            try:
+                if handler is None:
+                    raise LookupError(f"No outbox handler for {message.kind!r}.")
+                handler(message)
+            except Exception as error:
+                result = self._failed(message, error)
+                observe.outbox_delivered(message.kind, result)
+                return False
+            self._finish(message.id, sent_at=_now(), claimed_until=None)
+            observe.outbox_delivered(message.kind, "sent")
+            return True
 
-    def _failed(self, message: Message, error: Exception) -> None:
+    def _failed(self, message: Message, error: Exception) -> str:
+        """Record a failed attempt; returns ``failed`` when it was the last
+        one, ``retry`` when another one is due later."""
         config = current_app.config
         if message.attempts >= config["PATTERNS_OUTBOX_MAX_ATTEMPTS"]:
             log.error(
@@ -272,7 +303,7 @@ class Outbox:
                 error,
             )
             self._finish(message.id, failed_at=_now(), last_error=repr(error))
-            return
+            return "failed"
         delay = min(
             config["PATTERNS_OUTBOX_BACKOFF"] * 2 ** (message.attempts - 1),
             config["PATTERNS_OUTBOX_BACKOFF_CAP"],
@@ -291,6 +322,7 @@ class Outbox:
             claimed_until=None,
             last_error=repr(error),
         )
+        return "retry"
 
     def _finish(self, message_id: int, **values: t.Any) -> None:
         update = outbox_table.update().where(outbox_table.c.id == message_id)

@@ -59,7 +59,10 @@ def settle_request(response: Response) -> Response:
     if unit is None or unit.settled:
         return response
     veto = unit.veto or database_state(current_app).veto
-    if unit.rollback_only or veto(response):
+    if unit.rollback_only:
+        unit.rollback()
+    elif veto(response):
+        unit.vetoed = True
         unit.rollback()
     else:
         unit.commit()

@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field
 
+from .. import observe
+
 __all__ = [
     "Callback",
     "Capture",
@@ -62,17 +64,15 @@ def run_callbacks(callbacks: list[PendingCallback], during: str) -> None:
     """Run ``callbacks`` in order: a robust one that raises is logged and the
     rest run; another one's exception stops them."""
     for callback in callbacks:
-        if not callback.robust:
-            callback.func()
-            continue
+        name = callback_name(callback.func)
         try:
-            callback.func()
-        except Exception:
-            log.exception(
-                "Error calling %s in after_commit() %s.",
-                callback_name(callback.func),
-                during,
-            )
+            with observe.span("flask_patterns.after_commit", callback=name):
+                callback.func()
+        except Exception as error:
+            observe.after_commit_failed(name, error)
+            if not callback.robust:
+                raise
+            log.exception("Error calling %s in after_commit() %s.", name, during)
 
 
 def forget_captured(callback: PendingCallback) -> None:

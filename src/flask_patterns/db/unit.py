@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 import typing as t
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from flask import has_app_context
 from flask.wrappers import Response
 from sqlalchemy.orm import Session
 
+from .. import observe
 from .callbacks import forget_captured
 from .callbacks import PendingCallback
 from .callbacks import run_callbacks
@@ -65,16 +67,30 @@ class TaskSession(Session):
     def _unit(self) -> UnitOfWork:
         return t.cast(UnitOfWork, self.info["unit_of_work"])
 
+    #: Set when a commit failed, so that the rollback after it is not told
+    #: to the observers as a second ending of the same transaction.
+    _failed_commit = False
+
     def commit(self) -> None:
         """Commit now, then run the ``after_commit`` callbacks registered so
         far; a failed commit drops them. Refused inside ``db.savepoint()``."""
         unit = self._unit
         unit.refuse_inside_savepoint("commit")
+        told = self.in_transaction() and bool(observe.observers())
+        started = time.perf_counter()
         try:
-            super().commit()
+            with observe.span("flask_patterns.db.commit"):
+                super().commit()
         except BaseException:
+            if told:
+                # The transaction may stay open until rolled back: that
+                # rollback ends the same transaction.
+                self._failed_commit = self.in_transaction()
+                observe.transaction_ended("error", time.perf_counter() - started)
             unit.drop_callbacks()
             raise
+        if told:
+            observe.transaction_ended("commit", time.perf_counter() - started)
         unit.run_commit_callbacks()
 
     def rollback(self) -> None:
@@ -82,6 +98,7 @@ class TaskSession(Session):
         Refused inside ``db.savepoint()``."""
         unit = self._unit
         unit.refuse_inside_savepoint("rollback")
+        self._tell_rollback(unit)
         try:
             super().rollback()
         finally:
@@ -91,11 +108,19 @@ class TaskSession(Session):
         """Close the session; a transaction still open is rolled back, and the
         callbacks waiting for it are dropped with it."""
         was_open = self.in_transaction()
+        if was_open:
+            self._tell_rollback(self._unit)
         try:
             super().close()
         finally:
             if was_open:
                 self._unit.drop_callbacks()
+
+    def _tell_rollback(self, unit: UnitOfWork) -> None:
+        if self._failed_commit:
+            self._failed_commit = False
+        elif self.in_transaction() and observe.observers():
+            observe.transaction_ended("veto" if unit.vetoed else "rollback")
 
 
 class UnitOfWork:
@@ -123,6 +148,9 @@ class UnitOfWork:
         self.callbacks: list[PendingCallback] = []
         self.savepoints: list[int] = []
         self.rollback_only = False
+        #: Set when the request boundary rolls back because the response
+        #: vetoed the commit.
+        self.vetoed = False
         #: Whether the transaction was decided (committed or rolled back), or
         #: never will be by its boundary.
         self.settled = settled

@@ -11,6 +11,7 @@ import threading
 import time
 import typing as t
 
+from .. import observe
 from .events import StoredEvent
 
 if t.TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Subscriber:
             except (redis.RedisError, OSError) as error:
                 self._listening.clear()
                 self._tried.set()
+                observe.broker_seen(False)
                 log.warning(
                     "Event subscriber lost Redis (%s); retrying in %.1fs.", error, delay
                 )
@@ -98,6 +100,7 @@ class Subscriber:
                 self.epoch, self.cursor = self.broker.current()
             self._listening.set()
             self._tried.set()
+            observe.broker_seen(True)
             self._pump(pubsub)
         finally:
             with contextlib.suppress(Exception):
@@ -127,7 +130,7 @@ class Subscriber:
         if len(message) == 2 and message[0] == END_CHANNEL:
             fan_out.close_channel(message[1])
             return
-        stored = StoredEvent(message[0], message[1], message[2], message[3] or None)
+        stored = _stored(message)
         if stored.epoch != self.epoch:
             # A new history (a flush, a restart): streams of the old one end
             # as their next event arrives, and their clients get a reset.
@@ -140,7 +143,10 @@ class Subscriber:
         elif stored.position <= self.cursor:
             return  # a duplicate of the catch-up
         self.cursor = stored.position
-        fan_out.deliver(stored)
+        with observe.resumed(
+            "flask_patterns.streams.deliver", stored.context, channel=stored.channel
+        ):
+            fan_out.deliver(stored)
 
     def _catch_up(self) -> None:
         """Deliver what was published while the connection was away; if the
@@ -161,9 +167,28 @@ class Subscriber:
                     "Redis lost the event history; closing streams to reset them."
                 )
             self.epoch, self.cursor = replay.epoch, replay.newest_position
-            fan_out.close_all()
+            fan_out.close_all("reset")
             return
         for stored in replay.events:
             self.cursor = max(self.cursor, stored.position)
             fan_out.deliver(stored)
         log.info("Event subscriber caught up %d events.", len(replay.events))
+
+
+def _stored(message: list[t.Any]) -> StoredEvent:
+    """The event a notification carries: id, channel, data and event name,
+    then (from publishers that send them) the publish time and the observers'
+    context."""
+    published_at = context = None
+    if len(message) >= 6:
+        published_at = float(message[4]) if message[4] else None
+        carried = json.loads(message[5]) if message[5] else None
+        context = carried if isinstance(carried, dict) else None
+    return StoredEvent(
+        message[0],
+        message[1],
+        message[2],
+        message[3] or None,
+        published_at=published_at,
+        context=context,
+    )

@@ -36,6 +36,7 @@ import typing as t
 
 from werkzeug.http import http_date
 
+from .. import observe
 from ..sse import comment
 from ._gevent import original_get_ident
 from ._gevent import patched_hub
@@ -179,6 +180,7 @@ class DetachedStream(Listener):
         self.maxsize = settings.queue_limit
         self.overflowed = False
         self.closing = False
+        self.close_reason = "shutdown"
         self.wake_at = float("inf")
         self._parked = None
         self._waker: Waker | None = None
@@ -240,30 +242,35 @@ class DetachedStream(Listener):
         now = time.monotonic()
         timeout = self._settings.write_timeout
         if self._unsent and timeout > 0 and now - self._unsent_since >= timeout:
-            self._end(retry=False)
+            self._end(retry=False, reason="write_timeout")
             return
         if now >= self._ends_at:
-            self._end(retry=True)
+            reason = self.close_reason if self.closing else "lifetime"
+            self._end(retry=True, reason=reason)
             return
         if now >= self._heartbeat_at:
             self._heartbeat_at = now + self._settings.heartbeat
             self._write(_HEARTBEAT_CHUNK if self._chunked else _HEARTBEAT)
         self._schedule()
 
-    def close(self) -> None:
+    def close(self, reason: str = "shutdown") -> None:
         """End the stream with a spread ``retry:`` hint, from any thread."""
+        self.close_reason = reason
         self.closing = True
         if self._hub is not None and original_get_ident() != self._hub_thread:
             run_on_hub(self._hub, self._hub_thread, self._end_soon)
         elif self._fd >= 0:
-            self._end(retry=True)
+            self._end(retry=True, reason=reason)
 
-    def _end_soon(self) -> None:
+    def _end_soon(self, reason: str | None = None) -> None:
         """From the hub itself, which must never wait (ending takes the
         fan-out's lock): have the clock end the stream at its next tick."""
+        if reason is not None:
+            self.close_reason = reason
         if self._waker is None:
-            self._end(retry=True)
+            self._end(retry=True, reason=self.close_reason)
             return
+        self.closing = True
         self._ends_at = self.wake_at = 0.0
         self._waker.wake_by(0.0)
 
@@ -285,21 +292,29 @@ class DetachedStream(Listener):
         self._heartbeat_at = now + settings.heartbeat
         self._ends_at = settings.ends_at(now)
         if self.overflowed:
-            self._end(retry=False)
+            self._end(retry=False, reason="slow")
             return
         for event in held:
             self._send(event)
+        if Listener.written:
+            written, Listener.written = Listener.written, 0
+            observe.events_sent(written, held[-1].published_at)
         if self.closing:
-            self._end(retry=True)
+            self._end(retry=True, reason=self.close_reason)
         elif self._fd >= 0:
             self._schedule()
 
     def abandon(self) -> None:
-        """Give up before going live: unsubscribe and give the slot back."""
+        """Give up before going live: unsubscribe and give the slot back;
+        once."""
+        give_back, self._give_back = self._give_back, _given_back
+        if give_back is _given_back:
+            return
         self._held = None
+        observe.stream_closed(self.close_reason)
         self._register(False)
         self._broker.unsubscribe(self)
-        self._give_back()
+        give_back()
 
     # Writing.
 
@@ -308,7 +323,7 @@ class DetachedStream(Listener):
             if self.epoch is not None:
                 # The broker lost this stream's history: the client
                 # reconnects and gets a reset.
-                self._end(retry=True)
+                self._end(retry=True, reason="reset")
                 return
             self.epoch = event.epoch
         elif event.position <= self.last_sent:
@@ -318,8 +333,9 @@ class DetachedStream(Listener):
             self._backlog += 1
             if self._backlog > self.maxsize:
                 self.overflowed = True
-                self._end(retry=False)
+                self._end(retry=False, reason="slow")
                 return
+        Listener.written += 1
         self._write(event.chunk if self._chunked else event.frame)
 
     def _write(self, data: bytes) -> None:
@@ -332,7 +348,7 @@ class DetachedStream(Listener):
         except BlockingIOError:
             sent = 0
         except OSError:  # the client left
-            self._end(retry=False)
+            self._end(retry=False, reason="client")
             return
         if sent < len(data):
             self._unsent += data[sent:]
@@ -356,7 +372,7 @@ class DetachedStream(Listener):
         except BlockingIOError:
             return
         except OSError:
-            self._end_soon()
+            self._end_soon("client")
             return
         del self._unsent[:sent]
         # The deadline runs from the last byte the client took.
@@ -375,12 +391,13 @@ class DetachedStream(Listener):
         if self._waker is not None:
             self._waker.wake_by(wake_at)
 
-    def _end(self, retry: bool) -> None:
+    def _end(self, retry: bool, reason: str) -> None:
         """Write the last frames if the connection takes them, close it,
         unsubscribe and give the slot back; once."""
         fd, self._fd = self._fd, -1
         if fd < 0:
             return
+        observe.stream_closed(reason)
         last = spread_retry(self._settings.retry_ms) if retry else b""
         if self._chunked:
             last = (http_chunk(last) if last else b"") + _LAST_CHUNK
@@ -398,6 +415,10 @@ class DetachedStream(Listener):
         self.wake_at = float("inf")
         self._broker.unsubscribe(self)
         self._give_back()
+
+
+def _given_back() -> None:
+    """What a stream holds once it gave its slot back."""
 
 
 def _frame(data: bytes, chunked: bool) -> bytes:
@@ -422,6 +443,7 @@ def open_detached(
     stream is live, so that none falls between the replay and the live ones.
     """
     stream = DetachedStream(channels, broker, settings, give_back, chunked=how.chunked)
+    observe.stream_opened()
     sock = how.sock
     before = sock.gettimeout()
     if settings.write_timeout > 0:
@@ -437,8 +459,11 @@ def open_detached(
             )
             frames = [spread_retry(settings.retry_ms)]
             stream.closing = True
+            stream.close_reason = "broker"
         if frames:
             sock.sendall(b"".join(_frame(frame, how.chunked) for frame in frames))
+            if not stream.closing:
+                observe.events_sent(len(frames), None)
         if stream.closing:
             if how.chunked:
                 sock.sendall(_LAST_CHUNK)
@@ -446,7 +471,11 @@ def open_detached(
             sock.shutdown(socket.SHUT_RDWR)
             return how.handled
         fd = os.dup(sock.fileno())
-    except BaseException:
+    except BaseException as error:
+        if not stream.closing:
+            stream.close_reason = (
+                "write_timeout" if isinstance(error, TimeoutError) else "client"
+            )
         stream.abandon()
         raise
     finally:
@@ -480,7 +509,7 @@ def close_detached_streams() -> int:
     with DetachedStream._lock:
         streams = list(DetachedStream._open)
     for stream in streams:
-        stream._end(retry=True)
+        stream._end(retry=True, reason="shutdown")
     return len(streams)
 
 

@@ -8,7 +8,9 @@ import json
 import re
 import secrets
 import string
+import typing as t
 from dataclasses import dataclass
+from dataclasses import field
 
 from ..sse import ServerSentEvent
 
@@ -60,6 +62,10 @@ class StoredEvent:
     channel: str
     data: str
     event: str | None = None
+    #: When the broker took the event (``time.time()``), for live events.
+    published_at: float | None = field(default=None, compare=False)
+    #: What the observers carried from the task that published it.
+    context: t.Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     def to_sse(self) -> ServerSentEvent:
         return ServerSentEvent(self.data, event=self.event, id=self.id)

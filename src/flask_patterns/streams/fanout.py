@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import typing as t
 
+from .. import observe
 from ._clock import Clock
 from ._gevent import original_get_ident
 from ._gevent import patched_hub
@@ -73,6 +74,9 @@ class FanOut:
         with self.lock:
             listeners = list(self._by_channel.get(event.channel, ()))
         parked = [listener for listener in listeners if listener.push(event)]
+        if Listener.written:
+            written, Listener.written = Listener.written, 0
+            observe.events_sent(written, event.published_at)
         if parked:
             self.resume(parked)
 
@@ -91,12 +95,13 @@ class FanOut:
         with self.lock:
             return list(self._by_channel)
 
-    def close_all(self) -> int:
-        """Ask every listener to end; returns how many there were."""
+    def close_all(self, reason: str = "shutdown") -> int:
+        """Ask every listener to end, for ``reason``; returns how many there
+        were."""
         with self.lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener.close()
+            listener.close(reason)
         return len(listeners)
 
     def close_channel(self, channel: str) -> int:
@@ -104,7 +109,7 @@ class FanOut:
         with self.lock:
             listeners = list(self._by_channel.get(channel, ()))
         for listener in listeners:
-            listener.close()
+            listener.close("channel_ended")
         return len(listeners)
 
     @property

@@ -51,12 +51,18 @@ class Listener:
     others an event reaches (:func:`resume_parked`).
     """
 
+    #: Events the listeners that write to their clients themselves (detached
+    #: streams, on gevent's hub) wrote since the fan-out last told the
+    #: observers: counted per event, not per stream and event.
+    written: t.ClassVar[int] = 0
+
     __slots__ = (
         "_items",
         "_parked",
         "_ready",
         "_waker",
         "channels",
+        "close_reason",
         "closing",
         "maxsize",
         "overflowed",
@@ -70,6 +76,8 @@ class Listener:
         self.maxsize = maxsize
         self.overflowed = False
         self.closing = False
+        #: Why it was closed (see :data:`flask_patterns.observe.DISCONNECT_REASONS`).
+        self.close_reason = "shutdown"
         self._items: deque[StoredEvent] = deque()
         self._ready = threading.Event()
         #: Set while subscribed to a fan-out, which ends waits at ``wake_at``.
@@ -158,8 +166,9 @@ class Listener:
             waker.resume([self])
         self._ready.set()
 
-    def close(self) -> None:
-        """Ask the stream to end (with a reconnection hint)."""
+    def close(self, reason: str = "shutdown") -> None:
+        """Ask the stream to end (with a reconnection hint), for ``reason``."""
+        self.close_reason = reason
         self.closing = True
         self.wake()
 

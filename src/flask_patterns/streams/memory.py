@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import typing as t
 from collections import deque
 from operator import attrgetter
 
+from .. import observe
 from .broker import DEFAULT_HISTORY
 from .broker import FanOutBroker
 from .events import check_channel
@@ -57,12 +59,23 @@ class MemoryBroker(FanOutBroker):
     ) -> str:
         check_channel(channel)
         check_event_name(event)
+        with observe.span("flask_patterns.streams.publish", channel=channel):
+            return self._publish(channel, data, event, key)
+
+    def _publish(
+        self, channel: str, data: object, event: str | None, key: str | None
+    ) -> str:
         with self._lock:
             if key is not None and key in self._keys:
                 return self._keys[key]
             self._newest += 1
             stored = StoredEvent(
-                event_id(self.epoch, self._newest), channel, encode_data(data), event
+                event_id(self.epoch, self._newest),
+                channel,
+                encode_data(data),
+                event,
+                published_at=time.time(),
+                context=observe.carry(),
             )
             if key is not None:
                 self._remember(key, stored.id)

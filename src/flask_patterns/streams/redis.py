@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import typing as t
 import urllib.parse
 from operator import attrgetter
 
+from .. import observe
 from ._subscriber import END_CHANNEL
 from ._subscriber import Subscriber
 from .broker import BrokerUnavailable
@@ -59,8 +61,9 @@ return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 
 # One round trip, atomic: the epoch, a global position for ordering across
 # channels, the event in the channel's bounded history, and a notification
-# carrying it. An event with a key (KEYS[5], ARGV[7]) that was published
-# already is not published again: the first one's id is returned.
+# carrying it, with the publish time and the observers' context (ARGV[8],
+# ARGV[9]). An event with a key (KEYS[5], ARGV[7]) that was published already
+# is not published again: the first one's id is returned.
 _PUBLISH_SCRIPT = (
     _EPOCH_LUA
     + """
@@ -74,7 +77,8 @@ local fields = {'data', ARGV[5]}
 if ARGV[6] ~= '' then table.insert(fields, 'event'); table.insert(fields, ARGV[6]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '0-' .. position, unpack(fields))
 local id = epoch .. '-' .. position
-redis.call('PUBLISH', KEYS[4], cjson.encode({id, ARGV[4], ARGV[5], ARGV[6]}))
+redis.call('PUBLISH', KEYS[4],
+  cjson.encode({id, ARGV[4], ARGV[5], ARGV[6], ARGV[8], ARGV[9]}))
 if ARGV[7] ~= '' then redis.call('SET', KEYS[5], id, 'EX', ARGV[7]) end
 return id
 """
@@ -344,18 +348,24 @@ class RedisBroker(FanOutBroker):
             self.notify_key,
             self.key_key(key or ""),
         ]
-        args: list[str | int] = [
-            *self._epoch_args(),
-            self.history,
-            channel,
-            encode_data(data),
-            event or "",
-            KEY_TTL if key else "",
-        ]
-        try:
-            return _decode(self._publish_script(keys=keys, args=args))
-        except redis.RedisError as error:
-            raise self.unavailable(error) from error
+        with observe.span("flask_patterns.streams.publish", channel=channel):
+            carried = observe.carry()
+            args: list[str | int | float] = [
+                *self._epoch_args(),
+                self.history,
+                channel,
+                encode_data(data),
+                event or "",
+                KEY_TTL if key else "",
+                repr(time.time()),
+                "" if carried is None else json.dumps(carried),
+            ]
+            try:
+                published = _decode(self._publish_script(keys=keys, args=args))
+            except redis.RedisError as error:
+                raise self.unavailable(error) from error
+        observe.broker_seen(True)
+        return published
 
     def replay(self, channels: t.Iterable[str], after: int) -> Replay:
         import redis
@@ -411,6 +421,7 @@ class RedisBroker(FanOutBroker):
             self.client.ping()
         except redis.RedisError as error:
             raise self.unavailable(error) from error
+        observe.broker_seen(True)
 
     def wait_until_subscribed(self, timeout: float | None = None) -> bool:
         """Block until this process' subscriber connection listens, or
@@ -426,6 +437,7 @@ class RedisBroker(FanOutBroker):
         """``error`` as a :exc:`BrokerUnavailable` that says where Redis is."""
         kwargs = self.client.connection_pool.connection_kwargs
         where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        observe.broker_seen(False)
         return BrokerUnavailable(f"Redis at {where} failed: {error}")
 
 

@@ -17,6 +17,7 @@ broker once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 import threading
@@ -31,6 +32,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
+from .. import observe
 from .._worker import OUTAGES
 from .._worker import run_worker
 from .broker import Broker
@@ -54,6 +56,9 @@ held_event_table = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("event", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    #: What the observers carry from the task that published the event, as
+    #: JSON: relayed later, it is still published as part of that task.
+    sa.Column("context", sa.Text),
     sa.Index("flask_patterns_held_event_channel", "channel", "id"),
     # Ids never come back on SQLite either, so "older" stays "smaller".
     sqlite_autoincrement=True,
@@ -69,6 +74,14 @@ class _Held(t.NamedTuple):
     channel: str
     data: str
     event: str | None
+    context: str | None
+
+    def carried(self) -> observe.Carried | None:
+        try:
+            carried = json.loads(self.context) if self.context else None
+        except ValueError:
+            return None
+        return carried if isinstance(carried, dict) else None
 
 
 class EventRelay:
@@ -93,6 +106,7 @@ class EventRelay:
     ) -> int:
         """Write the event through ``connection`` (a connection or a session,
         in the transaction that publishes it); returns the row's id."""
+        carried = observe.carry()
         insert = (
             held_event_table.insert()
             .values(
@@ -101,6 +115,7 @@ class EventRelay:
                 data=encode_data(data),
                 event=event,
                 created_at=dt.datetime.now(dt.timezone.utc),
+                context=None if carried is None else json.dumps(carried),
             )
             .returning(held_event_table.c.id)
         )
@@ -151,7 +166,7 @@ class EventRelay:
     def _rows(self, which: sa.ColumnElement[bool], limit: int) -> list[_Held]:
         c = held_event_table.c
         query = (
-            sa.select(c.id, c.key, c.channel, c.data, c.event)
+            sa.select(c.id, c.key, c.channel, c.data, c.event, c.context)
             .where(which)
             .order_by(c.id)
             .limit(limit)
@@ -162,7 +177,10 @@ class EventRelay:
     def _relay(self, rows: list[_Held]) -> int:
         """Publish ``rows`` in order, forgetting each once the broker has it."""
         for row in rows:
-            self.broker.publish(row.channel, row.data, event=row.event, key=row.key)
+            with observe.resumed(
+                "flask_patterns.streams.relay", row.carried(), channel=row.channel
+            ):
+                self.broker.publish(row.channel, row.data, event=row.event, key=row.key)
             with self.engine.begin() as connection:
                 connection.execute(
                     held_event_table.delete().where(held_event_table.c.id == row.id)

@@ -1,11 +1,13 @@
 """The frames that bring a reconnecting client up to date, and the retry hints
-that spread reconnections out. Pure: no I/O, no Flask."""
+that spread reconnections out. No I/O, no Flask; a reset is told to the
+observers (:mod:`flask_patterns.observe`)."""
 
 from __future__ import annotations
 
 import json
 import random
 
+from .. import observe
 from ..sse import ServerSentEvent
 from .events import event_id
 from .events import Replay
@@ -30,6 +32,7 @@ def catch_up_frames(
     """
     reason = _reset_reason(replay, seen)
     if reason is not None or seen is None:
+        observe.stream_reset(reason or "unknown id")
         reset = ServerSentEvent(
             json.dumps({"reason": reason}),
             event="reset",

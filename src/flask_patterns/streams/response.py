@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask import Response
 
+from .. import observe
 from ..sse import comment
 from ..sse import ServerSentEvent
 from .broker import Broker
@@ -224,45 +225,86 @@ def _frames(
     sock: _Socket | None,
 ) -> t.Generator[bytes, None, None]:
     restore_timeout = _write_deadline(sock, settings.write_timeout)
+    ending = _Ending()
+    observe.stream_opened()
     try:
         # Subscribe before the opening frame, so that a client that read it
         # gets every event published after, and before the replay, so that
         # nothing falls in between. Subscribing does not wait for a broker
         # that is away: the replay fails then, and the client retries.
         broker.subscribe(listener)
-        yield settings.opening()
+        yield ending.sent(settings.opening())
         try:
             frames, last_sent, epoch = _catch_up(broker, listener, last_event_id)
         except BrokerUnavailable as error:
             log.warning(
                 "A stream could not replay its history, retry hint sent: %s", error
             )
-            yield spread_retry(settings.retry_ms)
+            ending.reason = "broker"
+            yield ending.sent(spread_retry(settings.retry_ms))
             return
-        yield from frames
+        if frames:
+            for frame in frames:
+                yield ending.sent(frame)
+            observe.events_sent(len(frames), None)
         deadline = settings.ends_at(time.monotonic())
         while not listener.overflowed:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or listener.closing:
-                yield spread_retry(settings.retry_ms)
+                if listener.closing:
+                    ending.reason = listener.close_reason
+                else:
+                    ending.reason = "lifetime"
+                yield ending.sent(spread_retry(settings.retry_ms))
                 return
             stored = listener.receive(min(settings.heartbeat, remaining))
             if listener.interrupted():
                 continue
             if stored is None:
-                yield comment()
+                yield ending.sent(comment())
                 continue
             if stored.epoch != epoch:
                 if epoch is not None:
                     # The broker lost the history this stream is in: the
                     # client reconnects and gets a reset.
-                    yield spread_retry(settings.retry_ms)
+                    ending.reason = "reset"
+                    yield ending.sent(spread_retry(settings.retry_ms))
                     return
                 epoch = stored.epoch
             elif last_sent is not None and stored.position <= last_sent:
                 continue
             last_sent = stored.position
-            yield stored.frame
+            yield ending.sent(stored.frame)
+            observe.events_sent(1, stored.published_at)
+        ending.reason = "slow"
     finally:
         broker.unsubscribe(listener)
         restore_timeout()
+        observe.stream_closed(ending.told(settings.write_timeout))
+
+
+class _Ending:
+    """Why a stream served by the server's writes ended. The server closes
+    the stream's frames when a write fails: the client left, or, after a
+    write that took the whole deadline, took nothing for it."""
+
+    __slots__ = ("_since", "reason")
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._since = 0.0
+
+    def sent(self, frame: bytes) -> bytes:
+        """``frame``, handed to the server now: a close that comes instead
+        of the server's next request for a frame ends the stream with this
+        frame's write."""
+        self._since = time.monotonic()
+        return frame
+
+    def told(self, write_timeout: float) -> str:
+        if self.reason is not None:
+            return self.reason
+        took = time.monotonic() - self._since
+        if write_timeout > 0 and took >= 0.9 * write_timeout:
+            return "write_timeout"
+        return "client"
