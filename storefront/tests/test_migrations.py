@@ -9,8 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from storefront import create_app
+from storefront.cli import LATER_COLUMNS
 from storefront.extensions import db
 from storefront.migrate import target_metadata
+
+#: The newest migration.
+HEAD = "0002"
 
 
 @pytest.fixture
@@ -76,7 +80,7 @@ def test_the_migrated_schema_keeps_the_check_constraints(empty_app):
 
 def test_init_db_applies_the_migrations_to_an_empty_database(empty_app):
     assert "Schema ready" in cli(empty_app, "init-db")
-    assert revision(empty_app) == "0001"
+    assert revision(empty_app) == HEAD
     assert differences(empty_app) == []
 
 
@@ -85,5 +89,20 @@ def test_init_db_records_a_database_made_before_migrations(empty_app):
         for metadata in target_metadata():
             metadata.create_all(db.engine)
     assert "Schema ready" in cli(empty_app, "init-db")
-    assert revision(empty_app) == "0001"
+    assert revision(empty_app) == HEAD
+    assert differences(empty_app) == []
+
+
+def test_init_db_upgrades_a_database_made_before_migrations_by_the_first_version(
+    empty_app,
+):
+    with empty_app.app_context():
+        for metadata in target_metadata():
+            metadata.create_all(db.engine)
+        with db.engine.begin() as connection:
+            for name in LATER_COLUMNS:
+                table, column = name.split(".")
+                connection.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    assert "Schema ready" in cli(empty_app, "init-db")
+    assert revision(empty_app) == HEAD
     assert differences(empty_app) == []
