@@ -244,9 +244,9 @@ def _frames(
             yield ending.sent(spread_retry(settings.retry_ms))
             return
         if frames:
+            observe.events_sent(len(frames), None)
             for frame in frames:
                 yield ending.sent(frame)
-            observe.events_sent(len(frames), None)
         deadline = settings.ends_at(time.monotonic())
         while not listener.overflowed:
             remaining = deadline - time.monotonic()
@@ -274,8 +274,10 @@ def _frames(
             elif last_sent is not None and stored.position <= last_sent:
                 continue
             last_sent = stored.position
-            yield ending.sent(stored.frame)
+            # Told as it is handed to the server's write, as a detached
+            # stream tells it as it writes.
             observe.events_sent(1, stored.published_at)
+            yield ending.sent(stored.frame)
         ending.reason = "slow"
     finally:
         broker.unsubscribe(listener)
