@@ -31,6 +31,7 @@ KNOWN_PAGES = {
     "bodies.md",
     "event-streams.md",
     "flask-sqlalchemy.md",
+    "observing.md",
     "outbox.md",
     "redirects.md",
     "responses.md",
