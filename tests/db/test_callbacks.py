@@ -58,14 +58,17 @@ def test_robust_transaction(task, do, probe, caplog):
 
 
 @pytest.mark.parametrize("robust", [True, False])
-def test_partial_callbacks_are_named_in_the_log(probe, caplog, robust):
-    def failing(value):
+def test_partial_callbacks_are_named_by_their_function_in_the_log(
+    probe, caplog, robust
+):
+    def failing(secret, value):
         raise ForcedError(value)
 
-    callback = functools.partial(failing, "x")
+    callback = functools.partial(functools.partial(failing, "private"), "x")
     if robust:
         after_commit(callback)
-        assert "functools.partial" in caplog.text
+        assert f"Error calling {failing.__qualname__} in" in caplog.text
+        assert "private" not in caplog.messages[0]
     else:
         with pytest.raises(ForcedError):
             after_commit(callback, robust=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import typing as t
 from contextvars import ContextVar
@@ -56,7 +57,11 @@ def current_capture() -> Capture | None:
 
 
 def callback_name(func: Callback) -> str:
-    """How logs name ``func``."""
+    """How logs, spans and metrics name ``func``: its qualified name, that of
+    the function a :func:`functools.partial` wraps (not its arguments, which
+    may be long or private)."""
+    while isinstance(func, functools.partial):
+        func = func.func
     return str(getattr(func, "__qualname__", func))
 
 
