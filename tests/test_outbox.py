@@ -56,7 +56,8 @@ def test_a_failed_delivery_is_retried_later_with_backoff(app, outbox, clock, cap
         clock(2.5)
         assert outbox.work() == 1
     assert [attempts for _, _, attempts in outbox.delivered] == [3]
-    assert "failed, attempt 1" in caplog.text
+    assert "'mail' fail to deliver" in caplog.text
+    assert "'mail' deliver again after" in caplog.text
 
 
 def test_a_message_that_keeps_failing_is_given_up_and_logged(

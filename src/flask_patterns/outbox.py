@@ -31,6 +31,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import observe
+from ._outage import Outages
 from ._registry import refuse_second
 from ._registry import register
 from ._worker import run_worker
@@ -130,6 +131,13 @@ class Outbox:
         self.db = db
         self.handlers: dict[str, Handler] = {}
         self.availability: dict[str, Available] = {}
+        #: A kind that fails is logged when it starts failing and when it
+        #: delivers again; each failed attempt only at DEBUG.
+        self._outages: Outages[str] = Outages(
+            log,
+            "Outbox messages of kind {!r} fail to deliver; retrying with backoff",
+            "Outbox messages of kind {!r} deliver again",
+        )
         if app is not None:
             self.init_app(app)
 
@@ -287,6 +295,7 @@ class Outbox:
                 observe.outbox_delivered(message.kind, result)
                 return False
             self._finish(message.id, sent_at=_now(), claimed_until=None)
+            self._outages[message.kind].ended()
             observe.outbox_delivered(message.kind, "sent")
             return True
 
@@ -294,6 +303,7 @@ class Outbox:
         """Record a failed attempt; returns ``failed`` when it was the last
         one, ``retry`` when another one is due later."""
         config = current_app.config
+        self._outages[message.kind].failed(error)
         if message.attempts >= config["PATTERNS_OUTBOX_MAX_ATTEMPTS"]:
             log.error(
                 "Giving up on outbox message %s (%s) after %d attempts: %s",
@@ -308,7 +318,7 @@ class Outbox:
             config["PATTERNS_OUTBOX_BACKOFF"] * 2 ** (message.attempts - 1),
             config["PATTERNS_OUTBOX_BACKOFF_CAP"],
         ) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-        log.warning(
+        log.debug(
             "Outbox message %s (%s) failed, attempt %d, next in %.1fs: %s",
             message.key,
             message.kind,

@@ -12,6 +12,7 @@ import time
 import typing as t
 
 from .. import observe
+from .._outage import Outage
 from .events import StoredEvent
 
 if t.TYPE_CHECKING:
@@ -45,6 +46,11 @@ class Subscriber:
         self._tried = threading.Event()
         self._stopped = threading.Event()
         self._start_lock = threading.Lock()
+        #: Logged when the connection is lost and when it listens again, not
+        #: at every attempt in between.
+        self._outage = Outage(
+            log, "Event subscriber lost Redis", "Event subscriber is back on Redis"
+        )
 
     def start(self) -> None:
         """Start the thread if it is not running, and wait (up to 5 s) until it
@@ -79,9 +85,8 @@ class Subscriber:
                 self._listening.clear()
                 self._tried.set()
                 observe.broker_seen(False)
-                log.warning(
-                    "Event subscriber lost Redis (%s); retrying in %.1fs.", error, delay
-                )
+                self._outage.failed(error)
+                log.debug("Event subscriber retrying in %.1fs: %s", delay, error)
                 self._stopped.wait(delay * (0.5 + random.random()))  # noqa: S311
                 delay = min(delay * 2, 5.0)
                 first = False
@@ -101,6 +106,7 @@ class Subscriber:
             self._listening.set()
             self._tried.set()
             observe.broker_seen(True)
+            self._outage.ended()
             self._pump(pubsub)
         finally:
             with contextlib.suppress(Exception):

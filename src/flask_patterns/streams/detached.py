@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
-import logging
 import os
 import resource
 import socket
@@ -62,7 +61,6 @@ __all__ = [
     "response_head",
 ]
 
-log = logging.getLogger("flask_patterns.streams")
 
 #: Files a worker keeps for everything but detached streams.
 SPARE_FILES = 256
@@ -453,10 +451,8 @@ def open_detached(
         sock.sendall(head + _frame(settings.opening(), how.chunked))
         try:
             frames = catch_up(stream)
-        except BrokerUnavailable as error:
-            log.warning(
-                "A stream could not replay its history, retry hint sent: %s", error
-            )
+        except BrokerUnavailable:
+            # Logged by catch_up, once per outage.
             frames = [spread_retry(settings.retry_ms)]
             stream.closing = True
             stream.close_reason = "broker"

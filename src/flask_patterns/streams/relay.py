@@ -33,6 +33,7 @@ from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
 from .. import observe
+from .._outage import Outage
 from .._worker import OUTAGES
 from .._worker import run_worker
 from .broker import Broker
@@ -96,6 +97,16 @@ class EventRelay:
         #: Bumped by every release while away, so the thread ends only when no
         #: release came in while it relayed.
         self._released = 0
+        #: Logged when the broker stops answering and when the held events
+        #: went out, not at every attempt in between.
+        self._away_outage = Outage(
+            log,
+            "The broker is away; events stay held and are relayed when it answers",
+            "The broker answers again",
+        )
+        self._failing = Outage(
+            log, "Relaying held events failed; trying again", "Relaying works again"
+        )
 
     def hold(
         self,
@@ -194,10 +205,7 @@ class EventRelay:
                 self._released += 1
                 return
             self._away = True
-        log.warning(
-            "The broker is away; events stay held and are relayed when it answers: %s",
-            error,
-        )
+        self._away_outage.failed(error)
         threading.Thread(
             target=self._relay_when_back, name="flask-patterns-relay", daemon=True
         ).start()
@@ -211,16 +219,20 @@ class EventRelay:
             try:
                 relayed += self.relay_all()
             except Exception as error:
-                if not isinstance(error, BrokerUnavailable):
-                    log.exception("Relaying held events failed; trying again.")
+                if isinstance(error, BrokerUnavailable):
+                    self._away_outage.failed(error)
+                else:
+                    self._failing.failed(error, exc_info=True)
                 time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, _BACKOFF_CAP)
                 continue
             with self._lock:
                 if self._released == released:
+                    # Told before a new outage can start.
+                    self._failing.ended()
+                    self._away_outage.ended(f"; {relayed} held events relayed")
                     self._away = False
                     break
-        log.warning("The broker answers again; %d held events relayed.", relayed)
 
 
 def relay_commands(relay_of: t.Callable[[Flask], EventRelay]) -> click.Group:

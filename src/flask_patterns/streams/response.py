@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from flask import Response
 
 from .. import observe
+from .._outage import Outages
 from ..sse import comment
 from ..sse import ServerSentEvent
 from .broker import Broker
@@ -36,6 +37,16 @@ __all__ = [
 ]
 
 log = logging.getLogger("flask_patterns.streams")
+
+#: Streams that cannot replay their history (the broker is away) are logged
+#: once per broker and outage, not once per client.
+_replays: Outages[Broker] = Outages(
+    log,
+    "A stream could not replay its history, retry hint sent (to every stream"
+    " until a replay works)",
+    "Streams replay their history again",
+    weak=True,
+)
 
 _OPEN = comment("open")
 
@@ -203,7 +214,12 @@ def _catch_up(
     if last_event_id is None:
         return [], None, None
     seen = parse_event_id(last_event_id)
-    replay = broker.replay(listener.channels, seen[1] if seen else 0)
+    try:
+        replay = broker.replay(listener.channels, seen[1] if seen else 0)
+    except BrokerUnavailable as error:
+        _replays[broker].failed(error)
+        raise
+    _replays[broker].ended()
     frames, last = catch_up_frames(replay, seen)
     return frames, last, replay.epoch
 
@@ -236,10 +252,7 @@ def _frames(
         yield ending.sent(settings.opening())
         try:
             frames, last_sent, epoch = _catch_up(broker, listener, last_event_id)
-        except BrokerUnavailable as error:
-            log.warning(
-                "A stream could not replay its history, retry hint sent: %s", error
-            )
+        except BrokerUnavailable:
             ending.reason = "broker"
             yield ending.sent(spread_retry(settings.retry_ms))
             return
