@@ -43,6 +43,11 @@ class Launched:
         """What up.py and every process it started wrote."""
         return self.run_dir / "up.log"
 
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every process of the run writes its Prometheus metrics."""
+        return self.run_dir / "metrics"
+
     def command(self, *extra: str) -> list[str]:
         return [
             sys.executable,
@@ -84,7 +89,12 @@ def launch(
     with launched.log.open("wb") as output:
         launched.process = subprocess.Popen(
             launched.command(),
-            env={**env, "PYTHONUNBUFFERED": "1"},
+            env={
+                **env,
+                "PYTHONUNBUFFERED": "1",
+                # The run's own, whatever the caller's environment names.
+                "PROMETHEUS_MULTIPROC_DIR": str(launched.metrics_dir),
+            },
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -35,6 +35,7 @@ NGINX_VARIABLES = (
     "NGINX_WORKER_CONNECTIONS",
     "NGINX_RLIMIT_NOFILE",
     "NGINX_USER_DIRECTIVE",
+    "ACCESS_LOG",
 )
 
 
@@ -63,11 +64,16 @@ def settings(run_dir: Path, listen: str) -> dict[str, str]:
     env.setdefault("STOREFRONT_DATABASE_URL", "postgresql://127.0.0.1/storefront")
     env.setdefault("STOREFRONT_REDIS_URL", "redis://127.0.0.1:6379/0")
     env.setdefault("STOREFRONT_PROXY_HOPS", "1")
+    # One JSON object per log line, with its request id, from every process.
+    env.setdefault("STOREFRONT_LOG_FORMAT", "json")
     # `flask assets build` writes here, and nginx serves /static/ from here.
     env.setdefault("STOREFRONT_PATTERNS_ASSETS_ROOT", str(run_dir / "static"))
     # One control socket per gunicorn master (gunicorn >= 25).
     env.setdefault("WEB_CONTROL_SOCKET", str(run_dir / "web.ctl"))
     env.setdefault("STREAM_CONTROL_SOCKET", str(run_dir / "stream.ctl"))
+    # Where every process writes its metrics, so that /metrics of any web
+    # worker shows them all (emptied by fresh_metrics before they start).
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(run_dir / "metrics"))
     if "STOREFRONT_SECRET_KEY" not in env:
         key_file = run_dir / "secret_key"
         if not key_file.exists():
@@ -169,6 +175,7 @@ def render_nginx(
         "NGINX_WORKER_CONNECTIONS": os.environ.get("NGINX_WORKER_CONNECTIONS", "16384"),
         "NGINX_RLIMIT_NOFILE": os.environ.get("NGINX_RLIMIT_NOFILE", "20000"),
         "NGINX_USER_DIRECTIVE": nginx_user_directive(),
+        "ACCESS_LOG": str(run_dir / "nginx-access.log"),
     }
     for name in ("nginx.conf", "storefront.conf"):
         text = (DEPLOY / "nginx" / f"{name}.template").read_text()
@@ -178,6 +185,15 @@ def render_nginx(
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / temp).mkdir(exist_ok=True)
     return run_dir / "nginx.conf"
+
+
+def fresh_metrics(directory: Path) -> None:
+    """Create the metrics folder, or empty it of what an earlier run's
+    processes (and this run's set-up commands) wrote there: the counters
+    start at 0 and no open stream of a dead worker is counted."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for written in directory.glob("*.db"):
+        written.unlink()
 
 
 def flask(env: dict[str, str], *args: str) -> None:
@@ -346,6 +362,7 @@ def up(args: argparse.Namespace, run_dir: Path, pid_file: Path) -> int:
     flask(env, "demo")
     flask(env, "assets", "build")
     nginx_conf = render_nginx(run_dir, args, env, origin)
+    fresh_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

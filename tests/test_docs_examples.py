@@ -31,11 +31,13 @@ KNOWN_PAGES = {
     "bodies.md",
     "event-streams.md",
     "flask-sqlalchemy.md",
+    "logging.md",
     "observing.md",
     "outbox.md",
     "redirects.md",
     "responses.md",
     "tokens.md",
+    "tracing.md",
     "unit-of-work.md",
 }
 

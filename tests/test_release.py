@@ -53,7 +53,15 @@ def test_the_project_urls_name_the_docs_and_the_changes():
 
 def test_no_development_tool_is_a_published_extra():
     extras = set(metadata.metadata("flask-patterns").get_all("Provides-Extra") or [])
-    assert extras == {"postgres", "redis", "gevent", "assets", "flask-sqlalchemy"}
+    assert extras == {
+        "postgres",
+        "redis",
+        "gevent",
+        "assets",
+        "flask-sqlalchemy",
+        "metrics",
+        "otel",
+    }
 
 
 def test_every_link_of_the_readme_is_absolute_so_it_works_on_pypi():

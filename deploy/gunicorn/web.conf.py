@@ -32,9 +32,31 @@ max_requests_jitter = max_requests // 10
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-")
 errorlog = "-"
+# STOREFRONT_LOG_FORMAT (json in deploy/up.py, the Procfile and supervisor;
+# unset: gunicorn's own format): gunicorn's lines in the app's format, text or
+# one JSON object per line, each with the request id of nginx or the app.
+if os.environ.get("STOREFRONT_LOG_FORMAT"):
+    from storefront.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig(
+        os.environ["STOREFRONT_LOG_FORMAT"], access_log=accesslog, error_log=errorlog
+    )
 # WEB_CONTROL_SOCKET: the socket `gunicornc` talks to; each pool needs its own
 # (gunicorn >= 25 puts both in the same place by default).
 control_socket = os.environ.get(
     "WEB_CONTROL_SOCKET", os.path.expanduser("~/.gunicorn/storefront-web.ctl")
 )
 proc_name = "storefront-web"
+
+
+def child_exit(server, worker):
+    """A worker exited (or was killed): drop its live gauges, such as its open
+    streams, from the metrics every process of the machine writes to
+    PROMETHEUS_MULTIPROC_DIR; its counters stay in the totals."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:  # an app without metrics
+        return
+    multiprocess.mark_process_dead(worker.pid)

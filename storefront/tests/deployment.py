@@ -62,6 +62,20 @@ class Topology:
             assert time.monotonic() < deadline, f"no mail {subject!r} to {recipient}"
             time.sleep(0.1)
 
+    def metrics(self):
+        """One scrape of the web pool's ``/metrics`` (loopback, so allowed):
+        ``{(name, sorted label pairs): value}`` over every process."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.launched.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
     def raw(self, request: bytes, timeout: float = 5) -> bytes:
         """Send ``request`` as it is and return all nginx answered (nothing
         when it closed the connection without an answer)."""

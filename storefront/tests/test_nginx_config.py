@@ -42,6 +42,8 @@ def test_nginx_serves_only_the_public_host_and_drops_the_rest(
     assert "listen 127.0.0.1:18080 default_server;" in site
     assert "return 444;" in site
     assert "limit_conn storefront_streams_per_address 20;" in site
+    assert "proxy_set_header X-Request-ID $storefront_request_id;" in site
+    assert f"access_log {tmp_path / 'nginx-access.log'} storefront;" in site
     assert "${" not in site + config.read_text()
     checked = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(config)],
@@ -89,3 +91,68 @@ def test_nginx_cuts_a_stuck_stream_client_when_the_stream_worker_does(tmp_path):
     streams = streams[: streams.index("\n    }")]
     timeout = app.config["PATTERNS_STREAMS_WRITE_TIMEOUT"]
     assert f"send_timeout {int(timeout)}s;" in streams
+
+
+def test_nginx_answers_404_for_metrics_itself_and_proxies_the_rest(
+    tmp_path, nginx, port_factory
+):
+    import http.client
+    import http.server
+    import threading
+    import time
+
+    class Web(http.server.BaseHTTPRequestHandler):
+        """A web pool that would serve anything, /metrics included."""
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"app")
+
+        def log_message(self, *args):
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", port_factory()), Web)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    listen = f"127.0.0.1:{port_factory()}"
+    env = {
+        "STOREFRONT_PUBLIC_URL": f"http://{listen}",
+        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
+    }
+    args = argparse.Namespace(
+        listen=listen,
+        web=f"127.0.0.1:{web.server_port}",
+        stream=f"127.0.0.1:{port_factory()}",
+    )
+    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
+    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(config)])
+
+    def get(path):
+        connection = http.client.HTTPConnection(*listen.split(":"), timeout=5)
+        try:
+            connection.request("GET", path, headers={"Host": listen})
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert get("/")[0] == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nginx never listened"
+                time.sleep(0.1)
+        for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6detrics"):
+            status, headers, body = get(path)
+            assert (status, body) == (404, b"Not Found\n"), path
+            assert ("X-Content-Type-Options", "nosniff") in headers
+        assert get("/metrics-of-a-product")[0] == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        web.shutdown()
+        web.server_close()

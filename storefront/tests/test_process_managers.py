@@ -65,6 +65,7 @@ class Deployment:
             "STREAM_BIND": f"127.0.0.1:{ports()}",
             "WEB_CONTROL_SOCKET": str(self.dir / "web.ctl"),
             "STREAM_CONTROL_SOCKET": str(self.dir / "stream.ctl"),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
         }
         self.env.pop("STOREFRONT_DEV_MAILBOX", None)
         self.process: subprocess.Popen[bytes] | None = None
@@ -117,6 +118,7 @@ class Supervisor(Deployment):
             shipped.replace("/srv/storefront/.venv", sys.prefix)
             .replace("/srv/storefront", str(ROOT))
             .replace("/var/log/storefront", str(self.dir))
+            .replace("/run/storefront", str(self.dir))
         )
         (self.dir / "storefront.conf").write_text(programs)
         self.config = self.dir / "supervisord.conf"

@@ -1,7 +1,8 @@
 """The outbox worker under ``make up``, SIGKILLed in the middle of an SMTP
 delivery: up.py starts it again, the interrupted mail goes out again once its
 lease runs out, and every mail arrives at least once, a repeat only with the
-same ``Message-ID``."""
+same ``Message-ID``; the web pool's ``/metrics`` follows the backlog and the
+worker's deliveries."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from .deployment import stop_topology
 from .deployment import wait_for
 
 LEASE = 3
+PENDING = ("flask_patterns_outbox_messages", (("state", "pending"),))
+OLDEST = ("flask_patterns_outbox_oldest_pending_age_seconds", ())
+SENT = ("flask_patterns_outbox_deliveries_total", (("result", "sent"),))
 
 
 class StallingSink(SmtpSink):
@@ -67,6 +71,10 @@ def test_a_worker_killed_while_it_delivers_is_restarted_and_no_mail_is_lost(
             queue_mail(engine, subject)
         wait_for(sink.holding.is_set, 30, lambda: topology.log.read_text()[-2000:])
         assert [m["Subject"] for m in sink.messages] == ["mail 0"]
+        stalled = topology.metrics()
+        assert stalled[PENDING] == 5
+        assert stalled[OLDEST] > 0
+        assert stalled[SENT] == 0
 
         killed = pids["worker"][0]
         os.kill(killed, signal.SIGKILL)
@@ -83,6 +91,12 @@ def test_a_worker_killed_while_it_delivers_is_restarted_and_no_mail_is_lost(
         wait_for(
             all_sent, 60, lambda: f"{topology.mails()}\n{topology.log.read_text()}"
         )
+        # The worker's deliveries, the killed one's lost with it, served by
+        # the web pool: the processes share one metrics directory.
+        done = topology.metrics()
+        assert done[SENT] == len(subjects)
+        assert done[PENDING] == 0
+        assert done[OLDEST] == 0
         received = collections.defaultdict(set)
         for message in sink.messages:
             received[message["Subject"]].add(message["Message-ID"])

@@ -16,12 +16,25 @@ HERE = Path(__file__).resolve().parent
 
 
 class Served:
-    """``served_app`` under ``gunicorn -k gevent -w 1`` on a free port."""
+    """``served_app`` under ``gunicorn -k gevent -w 1`` on a free port; the
+    keywords serve another ``app`` from ``directory``, with more workers, of
+    another class, a config file and more environment variables."""
 
     def __init__(
-        self, redis_url: str, port: int, log: Path, **settings: object
+        self,
+        redis_url: str,
+        port: int,
+        log: Path,
+        *,
+        app: str = "served_app:app",
+        directory: Path = HERE,
+        workers: int = 1,
+        worker_class: str = "gevent",
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        **settings: object,
     ) -> None:
-        env = {**os.environ, "REDIS_URL": redis_url}
+        env = {**os.environ, "REDIS_URL": redis_url, **(env or {})}
         self.log = log.open("wb")
         env.update({f"STREAMS_{k.upper()}": str(v) for k, v in settings.items()})
         self.port = port
@@ -30,10 +43,11 @@ class Served:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                *(["-c", str(config)] if config is not None else []),
                 "-k",
-                "gevent",
+                worker_class,
                 "-w",
-                "1",
+                str(workers),
                 "--worker-connections",
                 "10000",
                 "--backlog",
@@ -41,8 +55,8 @@ class Served:
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--chdir",
-                str(HERE),
-                "served_app:app",
+                str(directory),
+                app,
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -10,6 +10,9 @@ from flask import Flask
 
 from . import security
 from .links import parse_public_url
+from .logs import configure_logging
+from .metrics import init_app as init_metrics
+from .tracing import init_tracing
 
 __all__ = ["create_app"]
 
@@ -22,8 +25,11 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """
     app = Flask(__name__, instance_relative_config=True)
     configure(app, config)
+    configure_logging(app)
     security.init_app(app)
     init_extensions(app)
+    init_tracing(app)
+    init_metrics(app)
     register_blueprints(app)
     register_commands(app)
     trust_proxies(app)
@@ -69,8 +75,15 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
         PUBLIC_URL="http://127.0.0.1:5000",
         # The development mailbox outside debug (it shows every reset link).
         DEV_MAILBOX=False,
+        # text, or json: one JSON object per line; either names the request id.
+        LOG_FORMAT="text",
+        # OpenTelemetry spans of the library's work (the process sets up the SDK).
+        TRACING=False,
         # Lets a caller with "Authorization: Bearer <token>" see why /readyz fails.
         READYZ_TOKEN=None,
+        # Lets a caller with "Authorization: Bearer <token>" read /metrics from
+        # anywhere; without it, only loopback may.
+        METRICS_TOKEN=None,
         MAIL_FROM="Storefront <shop@localhost>",
         ACTIVATION_MAX_AGE=2 * 24 * 3600,
         RESET_MAX_AGE=3600,
@@ -86,6 +99,7 @@ def configure(app: Flask, config: t.Mapping[str, t.Any] | None) -> None:
         app.config["SECRET_KEY"] = _instance_secret_key(app)
     app.config["PUBLIC_ORIGIN"] = parse_public_url(str(app.config["PUBLIC_URL"]))
     app.config["DEV_MAILBOX"] = flag("DEV_MAILBOX", app.config["DEV_MAILBOX"])
+    app.config["TRACING"] = flag("TRACING", app.config["TRACING"])
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://"
     )
@@ -146,11 +160,13 @@ def init_extensions(app: Flask) -> None:
     from .extensions import db
     from .extensions import limiter
     from .extensions import outbox
+    from .extensions import request_ids
     from .extensions import responses
     from .extensions import streams
     from .extensions import tokens
     from .live import stream_client
 
+    request_ids.init_app(app)
     db.init_app(app)
     outbox.init_app(app)
     tokens.init_app(app)

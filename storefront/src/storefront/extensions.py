@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 from flask_patterns.assets import Assets
 from flask_patterns.bodies import Bodies
 from flask_patterns.db import Database
+from flask_patterns.logs import RequestIds
 from flask_patterns.outbox import Outbox
 from flask_patterns.responses import JSONResponses
 from flask_patterns.streams import EventStreams
@@ -23,3 +24,4 @@ limiter = Limiter(key_func=get_remote_address)
 assets = Assets()
 bodies = Bodies()
 responses = JSONResponses()
+request_ids = RequestIds()
