@@ -165,3 +165,30 @@ def _answers(broker):
     except BrokerUnavailable:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    "notification",
+    [
+        ["e-1", "activity", "1", ""],  # from a publisher before publish times
+        ["e-1", "activity", "1", "", "soon", "{not json"],
+        ["e-1", "activity", "1", "", "", "[1, 2]"],
+    ],
+)
+def test_an_event_with_no_or_malformed_context_is_still_delivered(
+    redis_url, notification
+):
+    import json
+
+    broker = RedisBroker(redis_url, prefix="{observed-old}:")
+    listener = Listener(["activity"])
+    broker.fan_out.add(listener)
+    try:
+        broker.subscriber.deliver(json.dumps(notification).encode())
+        stored = listener.receive(1)
+    finally:
+        broker.fan_out.remove(listener)
+        broker.close()
+    assert (stored.id, stored.data) == ("e-1", "1")
+    assert stored.published_at is None
+    assert stored.context is None

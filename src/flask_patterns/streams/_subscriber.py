@@ -187,9 +187,13 @@ def _stored(message: list[t.Any]) -> StoredEvent:
     context."""
     published_at = context = None
     if len(message) >= 6:
-        published_at = float(message[4]) if message[4] else None
-        carried = json.loads(message[5]) if message[5] else None
-        context = carried if isinstance(carried, dict) else None
+        # Only what the observers make of it: a malformed value is dropped,
+        # never a reason to lose the event.
+        with contextlib.suppress(TypeError, ValueError):
+            published_at = float(message[4]) if message[4] else None
+        with contextlib.suppress(TypeError, ValueError):
+            carried = json.loads(message[5]) if message[5] else None
+            context = carried if isinstance(carried, dict) else None
     return StoredEvent(
         message[0],
         message[1],
