@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 EXTRAS := postgres,redis,gevent,assets,flask-sqlalchemy,metrics,otel
 
-.PHONY: run test lint format docs up down bench bench-streams bench-storm bench-static bench-topology clean
+.PHONY: run test lint format docs up down bench bench-streams bench-stream-metrics bench-storm bench-static bench-topology clean
 
 # The storefront depends on the library by path; installing the library editable
 # afterwards makes edits to src/ take effect without a reinstall.
@@ -58,6 +58,7 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m bench.unit_of_work
 	$(MAKE) bench-streams
+	$(MAKE) bench-stream-metrics
 	$(MAKE) bench-storm
 	$(MAKE) bench-static
 	$(MAKE) bench-topology
@@ -78,6 +79,10 @@ $(FLASK_SSE_VENV)/.installed: $(STAMP)
 
 bench-streams: $(STAMP) $(FLASK_SSE_VENV)/.installed
 	$(BIN)/python -m bench.streams --flask-sse-python $(FLASK_SSE_VENV)/bin/python $(STREAMS_ARGS)
+
+# The stream worker's deliveries per CPU-second with metrics on and off.
+bench-stream-metrics: $(STAMP)
+	$(BIN)/python -m bench.stream_metrics $(STREAM_METRICS_ARGS)
 
 # 10,000 clients reconnecting at once after a stream-pool restart.
 bench-storm: $(STAMP)

@@ -14,7 +14,8 @@ gunicorn loads them as ``bench.sse_apps:patterns_app()`` and
 so Flask-SSE's app runs in a virtualenv without flask-patterns and the other way
 round. ``BENCH_STREAMS_REDIS_URL`` names the Redis database,
 ``BENCH_STREAMS_HEARTBEAT`` flask-patterns' heartbeat interval, and
-``BENCH_STREAMS_DETACH=0`` keeps each flask-patterns stream in its request.
+``BENCH_STREAMS_DETACH=0`` keeps each flask-patterns stream in its request,
+and ``BENCH_STREAMS_METRICS=1`` turns its Prometheus metrics on.
 flask-patterns' broker uses a key prefix of its own, so that nothing else using
 the same Redis server shares its keys or its notification channel.
 
@@ -41,6 +42,7 @@ CHANNEL = "activity"
 REDIS_URL_ENV = "BENCH_STREAMS_REDIS_URL"
 HEARTBEAT_ENV = "BENCH_STREAMS_HEARTBEAT"
 DETACH_ENV = "BENCH_STREAMS_DETACH"
+METRICS_ENV = "BENCH_STREAMS_METRICS"
 PREFIX = "{flask-patterns-bench}:"
 IMPLEMENTATIONS = ("flask-patterns", "flask-sse")
 
@@ -70,6 +72,10 @@ def patterns_app() -> Flask:
     app.config["PATTERNS_STREAMS_MAX_PER_CLIENT"] = 0
     app.config["PATTERNS_STREAMS_DETACH"] = os.environ.get(DETACH_ENV, "1") != "0"
     streams = EventStreams(app, broker=RedisBroker(redis_url(), prefix=PREFIX))
+    if os.environ.get(METRICS_ENV) == "1":
+        from flask_patterns.metrics import Metrics
+
+        Metrics(app)
 
     @app.get("/streams/activity")
     def activity() -> t.Any:

@@ -128,6 +128,14 @@ IMPLEMENTATIONS = {
         publisher="flask-patterns",
         env=(("BENCH_STREAMS_DETACH", "0"),),
     ),
+    "metrics": Implementation(
+        "flask-patterns, metrics on",
+        "bench.sse_apps:patterns_app()",
+        "/streams/activity",
+        "opened",
+        publisher="flask-patterns",
+        env=(("BENCH_STREAMS_METRICS", "1"),),
+    ),
     "flask-sse": Implementation(
         "Flask-SSE 1.0",
         "bench.sse_apps:flask_sse_app()",

@@ -24,6 +24,11 @@ A second pair does the same in an app that uses Flask-SQLAlchemy 3.1:
 *Flask-SQLAlchemy, by hand* is the same app without ``Database``, whose view
 calls ``db.session.commit()``. Both use Flask-SQLAlchemy's engine.
 
+A third pair measures the first one again with the library's Prometheus
+metrics on (:class:`flask_patterns.metrics.Metrics`, in prometheus_client's
+multiprocess mode as under gunicorn): *managed, metrics on* against the same
+hand-written app.
+
 Run it with ``make bench``; it prints a table and rewrites its own section of
 ``BENCHMARKS.md``. ``TEST_DATABASE_URL`` points it to another PostgreSQL server.
 """
@@ -62,6 +67,7 @@ from bench.report import machine
 from bench.report import report_path
 from bench.report import run_time
 from bench.report import Section
+from flask_patterns import observe
 from flask_patterns.db import Database
 from flask_patterns.db.engine import create_engine
 from flask_patterns.db.engine import resolve_url
@@ -72,12 +78,14 @@ TARGET = 0.95
 PAIRS = {
     "Database": ("managed", "hand"),
     "Flask-SQLAlchemy": ("fsa managed", "fsa hand"),
+    "Database, metrics on": ("managed metrics", "hand"),
 }
 LABELS = {
     "managed": "managed",
     "hand": "hand-written",
     "fsa managed": "Flask-SQLAlchemy, managed",
     "fsa hand": "Flask-SQLAlchemy, by hand",
+    "managed metrics": "managed, metrics on",
 }
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://127.0.0.1/test")
 SECTION = Section("unit-of-work")
@@ -109,6 +117,26 @@ def managed_app(url: str) -> tuple[Flask, sa.Engine]:
     app = Flask(__name__)
     app.config["PATTERNS_DATABASE_URL"] = url
     db = Database(app)
+    return _with_hit_view(app, db)
+
+
+def metrics_app(url: str) -> tuple[Flask, sa.Engine, tuple[observe.Observer, ...]]:
+    """The managed app with the library's metrics, and the observers they
+    added: taken off again, so that only the pair measured with metrics on
+    runs with them."""
+    from flask_patterns.metrics import Metrics
+
+    app, engine = managed_app(url)
+    before = observe.observers()
+    Metrics(app)
+    added = tuple(o for o in observe.observers() if o not in before)
+    for observer in added:
+        observe.remove_observer(observer)
+    return app, engine, added
+
+
+def _with_hit_view(app: Flask, db: Database) -> tuple[Flask, sa.Engine]:
+    """Add the managed view to ``app``."""
 
     @app.post("/hit")
     def hit() -> dict[str, int]:
@@ -364,16 +392,28 @@ class Result:
 
 
 def compare(
-    apps: dict[str, WSGIApp], backend: str, threads: int, settings: Settings
+    apps: dict[str, WSGIApp],
+    backend: str,
+    threads: int,
+    settings: Settings,
+    observers: tuple[observe.Observer, ...] = (),
 ) -> Result:
-    """Warm both apps up, then measure ``settings.rounds`` rounds."""
+    """Warm both apps up, then measure ``settings.rounds`` rounds, with
+    ``observers`` told what the units of work do meanwhile (the hand-written
+    apps have none, so they are told nothing)."""
     pair = t.cast(tuple[str, str], tuple(apps))
     result = Result(backend, threads, settings.requests[backend], pair)
-    timed_round(apps, settings.warmup, threads, 2)
-    for _ in range(settings.rounds):
-        result.add(timed_round(apps, result.requests, threads, settings.slices))
-        rates = "  ".join(f"{n} {result.rates[n][-1]:5.0f}" for n in apps)
-        print(f"  {backend:<10} {threads} thread(s)  {rates} req/s", flush=True)
+    for observer in observers:
+        observe.add_observer(observer)
+    try:
+        timed_round(apps, settings.warmup, threads, 2)
+        for _ in range(settings.rounds):
+            result.add(timed_round(apps, result.requests, threads, settings.slices))
+            rates = "  ".join(f"{n} {result.rates[n][-1]:5.0f}" for n in apps)
+            print(f"  {backend:<10} {threads} thread(s)  {rates} req/s", flush=True)
+    finally:
+        for observer in observers:
+            observe.remove_observer(observer)
     return result
 
 
@@ -382,16 +422,24 @@ def bench_backend(url: str, backend: str, settings: Settings) -> list[Result]:
     hand, hand_engine = hand_app(url)
     fsa_managed, fsa_managed_engine = flask_sqlalchemy_app(url, managed=True)
     fsa_hand, fsa_hand_engine = flask_sqlalchemy_app(url, managed=False)
-    engines = [managed_engine, hand_engine, fsa_managed_engine, fsa_hand_engine]
+    metered, metered_engine, observers = metrics_app(url)
+    engines = [
+        managed_engine,
+        hand_engine,
+        fsa_managed_engine,
+        fsa_hand_engine,
+        metered_engine,
+    ]
     create_schema(hand_engine)
-    pairs: list[dict[str, WSGIApp]] = [
-        {"managed": managed, "hand": hand},
-        {"fsa managed": fsa_managed, "fsa hand": fsa_hand},
+    pairs: list[tuple[dict[str, WSGIApp], tuple[observe.Observer, ...]]] = [
+        ({"managed": managed, "hand": hand}, ()),
+        ({"fsa managed": fsa_managed, "fsa hand": fsa_hand}, ()),
+        ({"managed metrics": metered, "hand": hand}, observers),
     ]
     try:
         results = [
-            compare(apps, backend, n, settings)
-            for apps in pairs
+            compare(apps, backend, n, settings, told)
+            for apps, told in pairs
             for n in settings.threads
         ]
         check_rows(hand_engine, results, settings)
@@ -415,7 +463,14 @@ def check_rows(engine: sa.Engine, results: list[Result], settings: Settings) -> 
 
 def software(servers: list[str]) -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name in ("Flask", "Werkzeug", "SQLAlchemy", "Flask-SQLAlchemy", "psycopg"):
+    for name in (
+        "Flask",
+        "Werkzeug",
+        "SQLAlchemy",
+        "Flask-SQLAlchemy",
+        "psycopg",
+        "prometheus_client",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             parts.append(f"{name} {metadata.version(name)}")
     return ", ".join(parts + servers)
@@ -488,6 +543,13 @@ def method(settings: Settings) -> list[str]:
         "- The first pair's engines both come from the library's"
         " `flask_patterns.db.engine.create_engine`: same pool, pre-ping, SQLite"
         " pragmas and `BEGIN IMMEDIATE`, same statements.",
+        "- *Managed, metrics on*: the managed app again, with"
+        " `flask_patterns.metrics.Metrics(app)`, against the same hand-written"
+        " app. Its observer counts each transaction by outcome and observes the"
+        " commit's duration, in prometheus_client's multiprocess mode (a"
+        " `PROMETHEUS_MULTIPROC_DIR` in a temporary directory, as the"
+        " deployment's gunicorn pools use it), so each update is a write to a"
+        " memory-mapped file. It is told only while that pair is measured.",
         "- Each app is called in-process through its WSGI callable with a"
         " prebuilt environ (no HTTP parsing, no sockets); the response body is"
         f" consumed and closed. Run with {threads} thread(s) calling the app.",
@@ -518,7 +580,7 @@ def section(results: list[Result], settings: Settings) -> str:
     parts = [
         SECTION.start,
         "## Unit of work: managed session vs. hand-written session, with and"
-        " without Flask-SQLAlchemy",
+        " without Flask-SQLAlchemy, with metrics on",
         "",
         f"- Date: {now}",
         f"- Machine: {settings.machine}",
@@ -585,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     settings, report = parse_args(argv)
     results: list[Result] = []
     with contextlib.ExitStack() as stack:
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            directory = stack.enter_context(tempfile.TemporaryDirectory())
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         for backend, url in databases(stack, settings).items():
             results += bench_backend(url, backend, settings)
     print("\n" + "\n".join(summary_table(results)))
