@@ -102,6 +102,19 @@ def redis_url(redis_server: str) -> t.Iterator[str]:
     client.close()
 
 
+def wait_for(
+    condition: t.Callable[[], object], timeout: float = 15.0, pause: float = 0.02
+) -> None:
+    """Return once ``condition()`` is true; fail the test after ``timeout``
+    seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        time.sleep(pause)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from conftest import wait_for
 from flask import Flask
 
 from flask_patterns.db import after_commit
@@ -24,13 +24,6 @@ from .conftest import Flaky
 from .log_lines import log_lines
 
 shop = logging.getLogger("tests.shop")
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_purchase_its_callback_and_its_mail_sent_later_by_the_worker_share_the_id(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
+
+from conftest import wait_for
 
 from flask_patterns._outage import Outage
 from flask_patterns._outage import Outages
@@ -26,13 +27,6 @@ def warnings(caplog, text):
         for r in caplog.records
         if r.levelno >= logging.WARNING and text in r.getMessage()
     ]
-
-
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_an_outage_logs_its_first_failure_and_its_end_once_from_many_threads(caplog):
@@ -84,10 +78,10 @@ def test_a_redis_away_for_several_retries_is_one_lost_line_and_one_back_line(
         broker.subscriber.start()
         assert broker.wait_until_subscribed(timeout=10)
         redis_process.stop()
-        wait_for(lambda: len(retries(caplog)) >= 4)
+        wait_for(lambda: len(retries(caplog)) >= 4, 20.0)
         redis_process.start()
         assert broker.wait_until_subscribed(timeout=20)
-        wait_for(lambda: warnings(caplog, "back on Redis"))
+        wait_for(lambda: warnings(caplog, "back on Redis"), 20.0)
     finally:
         broker.close()
     (lost,) = warnings(caplog, "lost Redis")

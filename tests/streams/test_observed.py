@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import wait_for
 
 from flask_patterns.streams import BrokerUnavailable
 from flask_patterns.streams import close_streams
@@ -22,13 +23,6 @@ from .conftest import open_stream
 def recorder():
     with recording() as recorder:
         yield recorder
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_stream_is_told_open_each_event_it_writes_and_its_end(
