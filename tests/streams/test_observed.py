@@ -186,3 +186,26 @@ def test_an_event_with_no_or_malformed_context_is_still_delivered(
     assert (stored.id, stored.data) == ("e-1", "1")
     assert stored.published_at is None
     assert stored.context is None
+
+
+def test_a_detached_stream_given_up_twice_gives_its_slot_back_once(recorder):
+    from flask_patterns.streams import MemoryBroker
+    from flask_patterns.streams.detached import DetachedStream
+    from flask_patterns.streams.response import StreamSettings
+
+    given_back = []
+    settings = StreamSettings(heartbeat=15, retry_ms=3000, lifetime=60, queue_limit=8)
+    stream = DetachedStream(
+        ["activity"],
+        MemoryBroker(),
+        settings,
+        lambda: given_back.append(1),
+        chunked=True,
+    )
+    stream.close_reason = "client"
+    # A failed shutdown after the first abandon leads to a second one.
+    stream.abandon()
+    stream.abandon()
+    assert given_back == [1]
+    assert recorder.of("closed") == [("client",)]
+    assert DetachedStream.open_count == 0
