@@ -115,14 +115,20 @@ def resolve_safe_url(
     return href
 
 
-def redirect_back(fallback: str, *, param: str = "next") -> Response:
+def redirect_back(
+    fallback: str, *, param: str = "next", referrer: bool = True
+) -> Response:
     """Redirect to where the request asks to go back to, if that is safe.
 
     Candidates, first acceptable wins: the ``param`` query argument, a form
     field of that name (for POST and other unsafe methods), then the ``Referer``
-    header. A candidate is refused when :func:`is_safe_url` refuses it or when it
-    is the current page (fragment ignored). Without a candidate, redirect to
-    ``fallback`` (a URL or a path from the app, not checked).
+    header (unless ``referrer`` is false). A candidate is refused when
+    :func:`is_safe_url` refuses it or when it is the current page (fragment
+    ignored). Without a candidate, redirect to ``fallback`` (a URL or a path
+    from the app, not checked).
+
+    Pass ``referrer=False`` where the page the user came from is the wrong
+    place to go back to: after a login, the ``Referer`` is the login form.
 
     The ``Location`` is the normalized URL that was checked: a path (with query
     and fragment) when the target has the request's own origin, the absolute URL
@@ -143,7 +149,7 @@ def redirect_back(fallback: str, *, param: str = "next") -> Response:
         or request.is_secure,
     )
     here = URL(request.url)
-    for candidate in _candidates(param):
+    for candidate in _candidates(param, referrer):
         location = _checked_location(candidate, here, check)
         if location is not None:
             return redirect(location, code)
@@ -269,11 +275,12 @@ def _parse(url: str, base: str | None = None) -> URL | None:
         return None
 
 
-def _candidates(param: str) -> t.Iterator[str]:
+def _candidates(param: str, referrer: bool) -> t.Iterator[str]:
     yield request.args.get(param, "")
     if request.method not in _SAFE_METHODS:
         yield request.form.get(param, "")
-    yield request.headers.get("Referer", "")
+    if referrer:
+        yield request.headers.get("Referer", "")
 
 
 def _without_fragment(href: str) -> str:

@@ -23,6 +23,10 @@ def app():
     def settings_page():
         return redirect_back("/home")
 
+    @app.post("/session")
+    def log_in():
+        return redirect_back("/home", referrer=False)
+
     @app.post("/cart/add")
     def add_to_cart():
         return redirect_back("/cart", param="return_to")
@@ -96,6 +100,18 @@ def test_an_unsafe_next_does_not_hide_a_safe_referer(client):
         "/login?next=//evil.com", headers={"Referer": "http://testserver/products"}
     )
     assert location(response) == "/products"
+
+
+def test_without_the_referrer_an_unsafe_next_goes_to_the_fallback(client):
+    form = "http://testserver/login?next=//evil.com"
+    response = client.post(
+        "/session", data={"next": "//evil.com"}, headers={"Referer": form}
+    )
+    assert location(response) == "/home"
+    response = client.post("/session", headers={"Referer": form})
+    assert location(response) == "/home"
+    response = client.post("/session", data={"next": "/orders"})
+    assert location(response) == "/orders"
 
 
 def test_an_unsafe_referer_goes_to_the_fallback(client):
