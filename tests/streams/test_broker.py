@@ -122,3 +122,68 @@ def test_ending_a_channel_ends_its_listeners_in_this_process(broker):
     assert other.closing
     broker.unsubscribe(mine)
     broker.unsubscribe(other)
+
+
+def test_recent_is_the_newest_events_oldest_first_and_where_to_resume(broker):
+    ids = [broker.publish("news", n) for n in range(3)]
+    other = broker.publish("other", "elsewhere")
+    recent = broker.recent("news", 2)
+    assert [(e.id, e.data) for e in recent.events] == [(ids[1], "1"), (ids[2], "2")]
+    assert all(e.channel == "news" for e in recent.events)
+    # The newest position of the whole broker, not only of the channel.
+    assert recent.last_event_id == other
+    assert [e.id for e in broker.recent("news", 10).events] == ids
+
+
+def test_recent_of_a_channel_without_events_still_says_where_to_resume(broker):
+    newest = broker.publish("other", 1)
+    recent = broker.recent("never-published", 5)
+    assert (recent.events, recent.last_event_id) == ([], newest)
+    assert broker.recent("other", 0).events == []
+
+
+def test_recent_of_an_empty_broker_resumes_from_position_zero(broker):
+    recent = broker.recent("news", 5)
+    epoch, position = parse_event_id(recent.last_event_id)
+    assert (recent.events, position) == ([], 0)
+    assert parse_event_id(broker.publish("news", 1)) == (epoch, 1)
+
+
+def test_recent_keeps_to_the_bounded_history(broker):
+    for n in range(300):
+        broker.publish("busy", n)
+    events = broker.recent("busy", 2).events
+    assert [e.data for e in events] == ["298", "299"]
+    assert len(broker.recent("busy", 1000).events) == len(history(broker, "busy"))
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, True, "3"])
+def test_recent_refuses_a_limit_that_is_no_count(broker, limit):
+    with pytest.raises(ValueError, match="number of events"):
+        broker.recent("news", limit)
+
+
+def test_recent_refuses_a_bad_channel_name(broker):
+    with pytest.raises(ValueError, match="Invalid channel"):
+        broker.recent("a b", 5)
+
+
+def test_a_stream_opened_from_the_recent_id_misses_nothing_and_repeats_nothing(
+    stream_app, broker
+):
+    from .conftest import open_stream
+
+    shown = [broker.publish("activity", n) for n in range(2)]
+    recent = broker.recent("activity", 20)
+    assert [e.id for e in recent.events] == shown
+    # Published between the page and its stream: the gap a fresh stream has.
+    missed = broker.publish("activity", "in between")
+    reader = open_stream(
+        stream_app, f"/streams/activity?last_event_id={recent.last_event_id}"
+    )
+    live = broker.publish("activity", "live")
+    assert [(e["id"], e["data"]) for e in reader.events(2)] == [
+        (missed, "in between"),
+        (live, "live"),
+    ]
+    reader.close()

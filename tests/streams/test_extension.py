@@ -126,3 +126,28 @@ def test_ending_a_channel_checks_its_name(tmp_path):
     app = make_app(tmp_path)
     with app.app_context(), pytest.raises(ValueError, match="Invalid channel"):
         app.extensions["test.streams"].end_channel("a b")
+
+
+def test_recent_reads_the_apps_broker_twenty_events_by_default(tmp_path):
+    broker = MemoryBroker()
+    app = make_app(tmp_path, broker)
+    ids = [broker.publish("activity", n) for n in range(25)]
+    with app.app_context():
+        recent = EventStreams().recent("activity")
+        assert [e.id for e in recent.events] == ids[5:]
+        assert recent.last_event_id == ids[-1]
+        assert [e.data for e in EventStreams().recent("activity", 2).events] == [
+            "23",
+            "24",
+        ]
+
+
+def test_recent_lets_broker_unavailable_through_to_the_caller(tmp_path, unused_port):
+    from flask_patterns.streams import BrokerUnavailable
+    from flask_patterns.streams import RedisBroker
+
+    broker = RedisBroker(f"redis://127.0.0.1:{unused_port}/0")
+    app = make_app(tmp_path, broker)
+    with app.app_context(), pytest.raises(BrokerUnavailable, match=str(unused_port)):
+        EventStreams().recent("activity")
+    broker.close()

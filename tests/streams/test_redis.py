@@ -9,6 +9,7 @@ import pytest
 
 from flask_patterns.streams import BrokerUnavailable
 from flask_patterns.streams import EventStreams
+from flask_patterns.streams import parse_event_id
 from flask_patterns.streams import RedisBroker
 from flask_patterns.streams.redis import KEY_TTL
 
@@ -128,3 +129,106 @@ def test_ending_a_channel_reaches_the_streams_of_other_processes(tmp_path, redis
         reader.close()
     publisher.close()
     listener_side.close()
+
+
+def test_recent_reads_only_the_newest_entries_with_xrevrange(redis_process):
+    import redis
+
+    broker = RedisBroker(redis_process.url)
+    for n in range(50):
+        broker.publish("activity", n)
+    admin = redis.Redis(port=redis_process.port)
+    admin.config_resetstat()
+    assert [e.data for e in broker.recent("activity", 3).events] == ["47", "48", "49"]
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_xrevrange"]["calls"] == 1
+    assert "cmdstat_xrange" not in stats, "never the whole history"
+    admin.close()
+    broker.close()
+
+
+def test_recent_never_holds_an_event_past_the_id_it_resumes_from(redis_broker):
+    import threading
+
+    # Publishing on two channels while the history is read: an event the
+    # stream would send again (past the id), or skip, cannot slip in.
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            redis_broker.publish("activity", "a")
+            redis_broker.publish("user:1", "b")
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        for _ in range(200):
+            recent = redis_broker.recent("activity", 5)
+            newest = parse_event_id(recent.last_event_id)[1]
+            assert all(e.position <= newest for e in recent.events)
+            if recent.events:
+                # Only events of other channels may come after the newest shown.
+                assert newest - recent.events[-1].position <= 1
+    finally:
+        stop.set()
+        publisher.join()
+
+
+def test_recent_raises_broker_unavailable_when_redis_is_down(redis_process):
+    broker = RedisBroker(redis_process.url)
+    broker.publish("activity", 1)
+    redis_process.stop()
+    with pytest.raises(BrokerUnavailable, match=f"127.0.0.1:{redis_process.port}"):
+        broker.recent("activity", 5)
+    broker.close()
+
+
+def test_recent_raises_an_error_reply_as_broker_unavailable(redis_broker):
+    redis_broker.client.set(redis_broker.stream_key("orders"), "not a stream")
+    with pytest.raises(BrokerUnavailable, match="WRONGTYPE"):
+        redis_broker.recent("orders", 5)
+
+
+def test_recent_after_a_flush_is_a_new_history_that_streams_resume_without_reset(
+    tmp_path, redis_url
+):
+    import redis
+
+    app, broker = redis_stream_app(tmp_path, redis_url)
+    before = broker.recent("activity", 5)
+    broker.publish("activity", "lost")
+    redis.Redis.from_url(redis_url).flushdb()
+    after = broker.recent("activity", 5)
+    assert after.events == []
+    assert (
+        parse_event_id(after.last_event_id)[0]
+        != parse_event_id(before.last_event_id)[0]
+    )
+    reader = open_stream(app, f"/streams/activity?last_event_id={after.last_event_id}")
+    live = broker.publish("activity", "after the flush")
+    assert reader.events(1) == [{"id": live, "data": "after the flush"}]
+    reader.close()
+    broker.close()
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["with-aof", "empty"])
+def test_recent_after_a_restart_is_in_the_new_epoch(tmp_path, redis_process, empty):
+    app, broker = redis_stream_app(tmp_path, redis_process.url)
+    kept = [broker.publish("activity", n) for n in range(2)]
+    before = broker.recent("activity", 5)
+    assert [e.id for e in before.events] == kept
+    redis_process.kill()
+    redis_process.start(empty=empty)
+    after = broker.recent("activity", 5)
+    epoch, position = parse_event_id(after.last_event_id)
+    assert epoch != parse_event_id(before.last_event_id)[0]
+    # What the append-only file kept is shown in the new history, under ids
+    # of that history; an emptied Redis starts again from nothing.
+    assert [e.data for e in after.events] == ([] if empty else ["0", "1"])
+    assert {e.epoch for e in after.events} <= {epoch}
+    assert position == (0 if empty else 2)
+    reader = open_stream(app, f"/streams/activity?last_event_id={after.last_event_id}")
+    live = broker.publish("activity", "after the restart")
+    assert reader.events(1) == [{"id": live, "data": "after the restart"}]
+    reader.close()
+    broker.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .broker import Broker
 from .broker import BrokerUnavailable
 from .broker import DEFAULT_HISTORY
+from .events import History
 from .events import MAX_EVENT_ID
 from .events import parse_event_id
 from .events import Replay
@@ -33,6 +34,7 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "EventStreams",
+    "History",
     "Listener",
     "MemoryBroker",
     "RedisBroker",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from .events import check_channel
+from .events import History
 from .events import Replay
 from .fanout import FanOut
 from .listener import Listener
@@ -48,6 +49,11 @@ class Broker(t.Protocol):
     def replay(self, channels: t.Iterable[str], after: int) -> Replay:
         """The retained events of ``channels`` after position ``after``, in
         the broker's current history (:attr:`Replay.epoch`)."""
+
+    def recent(self, channel: str, limit: int) -> History:
+        """The newest ``limit`` retained events of ``channel``, oldest first,
+        and the id a stream resumes from right after them, read together
+        without going through the whole history."""
 
     def subscribe(self, listener: Listener) -> None:
         """Start delivering the listener's channels to it."""

@@ -16,10 +16,12 @@ from ..sse import ServerSentEvent
 
 __all__ = [
     "MAX_EVENT_ID",
+    "History",
     "Replay",
     "StoredEvent",
     "check_channel",
     "check_event_name",
+    "check_limit",
     "encode_data",
     "event_id",
     "http_chunk",
@@ -105,6 +107,19 @@ class Replay:
     epoch: str
 
 
+@dataclass
+class History:
+    """The newest events a channel keeps, oldest first, and the id to resume
+    a stream from right after them (:attr:`last_event_id`): the newest
+    position the broker handed out, in any channel, when they were read. A
+    page that shows these events and then opens its stream with
+    ``?last_event_id=`` gets every event published since, once: no gap, no
+    duplicate. The id is there even when there is no event."""
+
+    events: list[StoredEvent]
+    last_event_id: str
+
+
 def parse_event_id(value: str | None) -> tuple[str, int] | None:
     """The epoch and position an event id stands for, or ``None`` if it is not
     one of ours (not ``epoch-position``, or a position past
@@ -126,6 +141,12 @@ def check_event_name(event: str | None) -> None:
     """Refuse an event name that cannot be framed."""
     if event is not None:
         ServerSentEvent(None, event=event)
+
+
+def check_limit(limit: int) -> None:
+    """Refuse a number of events to read that is not a whole number from 0."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"A number of events is an int from 0, not {limit!r}")
 
 
 def encode_data(data: object) -> str:

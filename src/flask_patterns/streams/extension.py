@@ -30,6 +30,7 @@ from . import access
 from .broker import Broker
 from .events import check_channel
 from .events import check_event_name
+from .events import History
 from .listener import DEFAULT_QUEUE_LIMIT
 from .memory import MemoryBroker
 from .relay import EventRelay
@@ -199,6 +200,18 @@ class EventStreams:
         reconnects."""
         check_channel(channel)
         after_commit(functools.partial(self.broker.end_channel, channel))
+
+    def recent(self, channel: str, limit: int = 20) -> History:
+        """The newest ``limit`` retained events of ``channel``, oldest first,
+        and the id to open the page's stream with (``?last_event_id=``) so
+        that it carries on right after them, with no gap and no duplicate.
+        For a page that shows what already happened before it goes live.
+
+        It reads the broker at once and raises :exc:`BrokerUnavailable` if
+        the broker fails; the caller decides what to show instead. It checks
+        no stream token: read only a channel the current user may see.
+        """
+        return self.broker.recent(channel, limit)
 
     def response(self, *channels: str, last_event_id: str | None = None) -> Response:
         """A ``text/event-stream`` response carrying the events of ``channels``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import typing as t
@@ -13,8 +14,10 @@ from .broker import DEFAULT_HISTORY
 from .broker import FanOutBroker
 from .events import check_channel
 from .events import check_event_name
+from .events import check_limit
 from .events import encode_data
 from .events import event_id
+from .events import History
 from .events import new_epoch
 from .events import Replay
 from .events import StoredEvent
@@ -112,6 +115,14 @@ class MemoryBroker(FanOutBroker):
             )
             reset = any(self._trimmed.get(c, 0) > after for c in channels)
             return Replay(events, reset, self._newest, self.epoch)
+
+    def recent(self, channel: str, limit: int) -> History:
+        check_channel(channel)
+        check_limit(limit)
+        with self._lock:
+            kept = self._channels.get(channel, deque())
+            newest = list(itertools.islice(reversed(kept), limit))
+            return History(newest[::-1], event_id(self.epoch, self._newest))
 
     def ping(self) -> None:
         """A memory broker always answers."""

@@ -19,8 +19,10 @@ from .broker import DEFAULT_HISTORY
 from .broker import FanOutBroker
 from .events import check_channel
 from .events import check_event_name
+from .events import check_limit
 from .events import encode_data
 from .events import event_id
+from .events import History
 from .events import new_epoch
 from .events import Replay
 from .events import StoredEvent
@@ -397,6 +399,27 @@ class RedisBroker(FanOutBroker):
             raise self.unavailable(error) from error
         events.sort(key=attrgetter("position"))
         return Replay(events, reset, newest, epoch)
+
+    def recent(self, channel: str, limit: int) -> History:
+        """Read with ``XREVRANGE ... COUNT limit``, in one ``MULTI`` with the
+        epoch and the newest position: no event can be published in between,
+        so the id resumes exactly after what was read."""
+        import redis
+
+        check_channel(channel)
+        check_limit(limit)
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                self._run_current(pipe)
+                if limit:
+                    pipe.xrevrange(self.stream_key(channel), count=limit)
+                current, *newest_first = pipe.execute()
+        except redis.RedisError as error:
+            raise self.unavailable(error) from error
+        epoch, newest = _decode(current[0]), int(current[1])
+        entries = newest_first[0][::-1] if newest_first else []
+        events = [_stored(epoch, channel, key, fields) for key, fields in entries]
+        return History(events, event_id(epoch, newest))
 
     def subscribe(self, listener: Listener) -> None:
         self.subscriber.start()
