@@ -67,7 +67,7 @@ def csrf_token(client: FlaskClient, path: str = "/signup") -> str:
     import re
 
     page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
     assert found is not None, f"no form with a CSRF token on {path}"
     return found[1]
 

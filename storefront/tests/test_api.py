@@ -25,7 +25,7 @@ MIB = 1 << 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 WEBP = b"RIFF\x00\x10\x00\x00WEBPVP8 " + bytes(range(256)) * 4
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
@@ -102,16 +102,19 @@ def test_one_product_is_its_to_json(shop, app, client):
 def test_an_unknown_product_is_a_json_404(shop, client):
     response = client.get("/api/products/999")
     assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
     assert response.get_json() == {
-        "error": "Not Found",
-        "message": "There is no product 999.",
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "There is no product 999.",
     }
 
 
 def test_orders_need_a_login_and_answer_401_json(client):
     response = client.get("/api/orders")
     assert response.status_code == 401
-    assert response.get_json()["message"] == "Log in first."
+    assert response.get_json()["detail"] == "Log in first."
 
 
 def test_orders_are_the_users_own_with_their_products(shop, app, client):
@@ -161,7 +164,7 @@ def test_a_new_image_of_another_type_replaces_the_old_one(shop, app, client, ima
 def test_uploading_needs_a_login(shop, client, images):
     response = put_image(client, None)
     assert response.status_code == 401
-    assert response.get_json()["message"] == "Log in first."
+    assert response.get_json()["detail"] == "Log in first."
     assert not images.exists()
 
 
@@ -169,7 +172,7 @@ def test_uploading_needs_the_csrf_token_header(shop, app, client, images):
     log_in(app, client)
     response = put_image(client, None)
     assert response.status_code == 400
-    assert "CSRF" in response.get_json()["message"]
+    assert "CSRF" in response.get_json()["detail"]
     assert not images.exists()
 
 
@@ -184,14 +187,14 @@ def test_a_token_in_a_form_body_is_not_read_because_the_body_is_not_parsed(
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 400
-    assert "CSRF token is missing" in response.get_json()["message"]
+    assert "CSRF token is missing" in response.get_json()["detail"]
 
 
 def test_a_wrong_content_type_answers_415(shop, app, client, images):
     _, token = log_in(app, client)
     response = put_image(client, token, b"GIF89a", content_type="image/gif")
     assert response.status_code == 415
-    assert response.get_json()["message"] == (
+    assert response.get_json()["detail"] == (
         "Send the body as one of: image/jpeg, image/png, image/webp (not image/gif)."
     )
     assert not images.exists()
@@ -208,7 +211,7 @@ def test_an_empty_image_answers_400(shop, app, client, images):
     _, token = log_in(app, client)
     response = put_image(client, token, b"")
     assert response.status_code == 400
-    assert response.get_json()["message"] == "The request body is empty."
+    assert response.get_json()["detail"] == "The request body is empty."
     assert list(images.iterdir()) == []
 
 
@@ -223,7 +226,7 @@ def test_a_content_length_over_100_mb_answers_413_before_reading(shop, app, clie
         },
     )
     assert response.status_code == 413
-    assert response.get_json()["message"] == (
+    assert response.get_json()["detail"] == (
         "The request body is over the limit of 104857600 bytes (100 MiB)."
     )
 
@@ -253,7 +256,7 @@ def test_a_truncated_upload_answers_400_and_leaves_no_file(shop, app, client, im
         environ_overrides={"CONTENT_LENGTH": "50000", "wsgi.input": io.BytesIO(PNG)},
     )
     assert response.status_code == 400
-    assert response.get_json()["message"] == (
+    assert response.get_json()["detail"] == (
         f"The request body ended after {len(PNG)} of the 50000 bytes announced in"
         " Content-Length."
     )
@@ -321,7 +324,7 @@ def test_only_staff_may_upload_images(shop, app, client, images):
     _, token = log_in(app, client, "customer@shop.test", staff=False)
     response = put_image(client, token)
     assert response.status_code == 403
-    assert response.get_json()["message"] == "Only staff may change products."
+    assert response.get_json()["detail"] == "Only staff may change products."
     assert not images.exists()
 
 
@@ -342,7 +345,7 @@ def test_a_body_that_is_not_its_declared_image_type_answers_415(
     put_image(client, token)  # a good image first: it must stay
     response = put_image(client, token, body, content_type=declared)
     assert response.status_code == 415
-    assert response.get_json()["message"].startswith(
+    assert response.get_json()["detail"].startswith(
         f"The body is not a {declared} image"
     )
     assert [p.name for p in images.iterdir()] == ["1.png"]

@@ -29,7 +29,7 @@ def test_sign_up_activate_and_log_in_back_to_orders(
         page.wait_for_url(f"{server.url}/")
 
         page.goto(f"{server.url}/orders")
-        page.wait_for_url(f"{server.url}/login?next=/orders")
+        page.wait_for_url(f"{server.url}/login?next=%2Forders")
         page.fill("input[name=email]", "grace@example.com")
         page.fill("input[name=password]", "correct horse battery")
         page.click("form.form button[type=submit]")

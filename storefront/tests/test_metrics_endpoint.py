@@ -46,7 +46,7 @@ def test_a_scraper_on_loopback_sees_the_shop_commit_and_send_mail(client):
     response = client.post(
         "/signup", data={"email": "ada@example.com", "csrf_token": csrf_token(client)}
     )
-    assert response.status_code == 302
+    assert response.status_code == 303
     after = scrape(client)
     assert after[COMMITS] > before[COMMITS]
     assert after[SENT_MAIL] - before[SENT_MAIL] == 1, "the activation mail"

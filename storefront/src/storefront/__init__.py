@@ -8,6 +8,7 @@ import typing as t
 
 from flask import Flask
 
+from . import errors
 from . import security
 from .links import parse_public_url
 from .logs import configure_logging
@@ -31,6 +32,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     init_tracing(app)
     init_metrics(app)
     register_blueprints(app)
+    errors.init_app(app)
     register_commands(app)
     trust_proxies(app)
     warn_about_mail(app)
@@ -154,6 +156,7 @@ def init_extensions(app: Flask) -> None:
     from flask_patterns.streams import MemoryBroker
     from flask_patterns.streams import RedisBroker
 
+    from . import logins
     from .extensions import assets
     from .extensions import bodies
     from .extensions import csrf
@@ -165,10 +168,13 @@ def init_extensions(app: Flask) -> None:
     from .extensions import streams
     from .extensions import tokens
     from .live import stream_client
+    from .mail import register_handler as register_mail_handler
 
     request_ids.init_app(app)
     db.init_app(app)
     outbox.init_app(app)
+    register_mail_handler()
+    logins.init_app(app)
     tokens.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -206,10 +212,10 @@ def register_blueprints(app: Flask) -> None:
     from . import health
     from . import images
     from . import live
-    from . import mail  # noqa: F401 - registers the outbox's mail handler
     from . import mailbox
     from . import profile
     from . import shop
+    from . import staff
 
     app.register_blueprint(accounts.bp)
     app.register_blueprint(api.bp)
@@ -219,6 +225,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(mailbox.bp)
     app.register_blueprint(profile.bp)
     app.register_blueprint(shop.bp)
+    app.register_blueprint(staff.bp)
     app.context_processor(lambda: {"mailbox_enabled": mailbox.mailbox_enabled})
 
 

@@ -6,6 +6,10 @@ mail, one password hash), whether or not the address has an account, so that
 none of them tells a stranger who shops here. The password is chosen on the
 activation page, by whoever can read the mail: someone who signs up with your
 address first gets no way into the account you then activate.
+
+A form that fails its checks is shown again, with the messages, at its own
+address (400); every other outcome redirects (303), so a reload repeats
+nothing.
 """
 
 from __future__ import annotations
@@ -32,20 +36,26 @@ from flask_patterns.tokens import TokenInvalid
 
 from .extensions import db
 from .extensions import limiter
+from .forms import ActivateForm
+from .forms import first_error
+from .forms import LoginForm
+from .forms import ResendForm
+from .forms import ResetPasswordForm
+from .forms import ResetRequestForm
+from .forms import SignupForm
+from .forms import text
 from .links import public_origin
 from .links import public_url
-from .logins import load_user
+from .logins import current_user
 from .logins import log_in
 from .logins import log_out
 from .logins import log_out_everywhere
 from .mail import send_mail
 from .models import User
 from .passwords import hash_password
-from .passwords import password_problem
 from .passwords import verify_password
 
 bp = Blueprint("accounts", __name__)
-bp.before_app_request(load_user)
 
 ACTIVATE = "activate"
 RESET = "reset-password"
@@ -78,26 +88,13 @@ def _find(email: str) -> User | None:
 
 
 def _email() -> str:
+    """The address the request's form names, as the forms normalize it (the
+    per-address limit counts before the form is read)."""
     return request.form.get("email", "").strip().lower()
 
 
-def _email_problem(email: str) -> str | None:
-    """Why ``email`` is not an address to mail, or ``None``. Plain string
-    checks, the length first: a backtracking pattern took seconds of a worker
-    on a 100 kB address."""
-    local, _, domain = email.partition("@")
-    valid = (
-        len(email) <= 254
-        and 1 <= len(local) <= 64
-        and "@" not in domain
-        and "." in domain[1:-1]
-        and not any(char.isspace() for char in email)
-    )
-    return None if valid else "Enter a valid e-mail address."
-
-
-def _refuse(template: str, message: str, **context: object) -> ResponseReturnValue:
-    flash(message, "error")
+def _again(template: str, **context: object) -> ResponseReturnValue:
+    """The form page again, with the form's messages."""
     return render_template(template, **context), 400
 
 
@@ -138,15 +135,16 @@ def _send_activation(user: User) -> None:
 @_mail_to_address
 def signup() -> ResponseReturnValue:
     """Sign up with an address; the password comes with the activation."""
-    if request.method == "GET":
-        return render_template("accounts/signup.html")
-    email = _email()
-    problem = _email_problem(email)
-    if problem is not None:
-        return _refuse("accounts/signup.html", problem, email=email)
+    form = SignupForm()
+    if not form.validate_on_submit():
+        template = "accounts/signup.html"
+        if request.method == "GET":
+            return render_template(template, form=form)
+        return _again(template, form=form)
+    email = text(form.email)
     _mail_next_step(email, _find(email) or _create_user(email))
     flash(MAIL_SENT.format(email=email))
-    return redirect(url_for("accounts.login"))
+    return redirect(url_for("accounts.login"), 303)
 
 
 def _create_user(email: str) -> User:
@@ -202,7 +200,11 @@ def _use_link(user: User, unused: sa.ColumnElement[bool], **values: object) -> b
 
 def _link_problem(reason: str, purpose: str) -> ResponseReturnValue:
     prefix = "" if purpose == ACTIVATE else "reset-"
-    return render_template("accounts/link_problem.html", reason=prefix + reason), 400
+    return render_template(
+        "accounts/link_problem.html",
+        reason=prefix + reason,
+        form=ResendForm(formdata=None),
+    ), 400
 
 
 @bp.route("/activate/<token>", methods=["GET", "POST"])
@@ -212,14 +214,12 @@ def activate(token: str) -> ResponseReturnValue:
     user = _load_link(ACTIVATE, token)
     if isinstance(user, str):
         return _link_problem(user, ACTIVATE)
-    if request.method == "GET":
-        return render_template("accounts/activate.html", email=user.email)
-    password = request.form.get("password", "")
-    problem = password_problem(password)
-    if problem is not None:
-        return _refuse("accounts/activate.html", problem, email=user.email)
+    form = ActivateForm()
+    if not form.validate_on_submit():
+        page = render_template("accounts/activate.html", email=user.email, form=form)
+        return page if request.method == "GET" else (page, 400)
     unused = User.activated_at.is_(None)
-    chosen = hash_password(password)
+    chosen = hash_password(text(form.password))
     if not _use_link(user, unused, password_hash=chosen, activated_at=_now()):
         return _link_problem("invalid", ACTIVATE)
     log_out_everywhere(user)
@@ -232,39 +232,48 @@ def activate(token: str) -> ResponseReturnValue:
 @limiter.limit("5 per minute")
 @_mail_to_address
 def resend_activation() -> ResponseReturnValue:
-    """Send the activation link again (or what else fits the address)."""
-    email = _email()
-    problem = _email_problem(email)
-    if problem is not None:
-        flash(problem, "error")
-        return redirect(url_for("accounts.signup"))
+    """Send the activation link again (or what else fits the address). The
+    form sits on the page of a link that did not work, which cannot be shown
+    again: a bad address goes to the sign-up page with the message."""
+    form = ResendForm()
+    if not form.validate():
+        flash(first_error(form), "error")
+        return redirect(url_for("accounts.signup"), 303)
+    email = text(form.email)
     _mail_next_step(email, _find(email))
     flash(MAIL_SENT.format(email=email))
-    return redirect(url_for("accounts.login"))
+    return redirect(url_for("accounts.login"), 303)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10 per minute", methods=["POST"])
 def login() -> ResponseReturnValue:
-    """Log in and go back to ``?next=`` when that is a page of the shop."""
-    next_url = request.values.get("next", "")
+    """Log in and go to ``?next=`` when that is a page of the shop, to the
+    products otherwise; someone already logged in goes there at once."""
+    if current_user.is_authenticated and request.method == "GET":
+        return _landing()
+    form = LoginForm()
     if request.method == "GET":
-        return render_template("accounts/login.html", next=next_url)
-    email = _email()
-    user = _find(email)
+        form.next.data = request.args.get("next", "")
+        return render_template("accounts/login.html", form=form)
+    if not form.validate_on_submit():
+        return _again("accounts/login.html", form=form)
+    user = _find(text(form.email))
     stored = user.password_hash if user is not None and user.is_active else None
     # One hash either way: verify_password checks a dummy when there is none.
-    matches = verify_password(stored, request.form.get("password", ""))
+    matches = verify_password(stored, text(form.password))
     if user is None or not matches:
-        return _refuse(
-            "accounts/login.html",
-            "Wrong e-mail or password.",
-            next=next_url,
-            email=email,
-        )
+        form.form_errors.append("Wrong e-mail or password.")
+        return _again("accounts/login.html", form=form)
     log_in(user)
     flash("Welcome back.")
-    return redirect_back(url_for("shop.index"))
+    return _landing()
+
+
+def _landing() -> Response:
+    """Where a login leads: a safe ``next``, else the products. Never the
+    ``Referer``, which here is the login form itself."""
+    return redirect_back(url_for("shop.index"), referrer=False)
 
 
 def forget_stream_token(response: Response) -> Response:
@@ -281,10 +290,11 @@ def forget_stream_token(response: Response) -> Response:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End this browser's login session (and every copy of its cookie)."""
+    """End this browser's login session (and every copy of its cookie), and
+    go to the products: the page the user was on may need the login."""
     log_out()
     flash("You are logged out.")
-    return forget_stream_token(redirect_back(url_for("shop.index")))
+    return forget_stream_token(redirect(url_for("shop.index"), 303))
 
 
 @bp.route("/reset", methods=["GET", "POST"])
@@ -292,12 +302,13 @@ def logout() -> ResponseReturnValue:
 @_mail_to_address
 def reset_request() -> ResponseReturnValue:
     """Mail a link to choose a new password."""
-    if request.method == "GET":
-        return render_template("accounts/reset_request.html")
-    email = _email()
-    problem = _email_problem(email)
-    if problem is not None:
-        return _refuse("accounts/reset_request.html", problem)
+    form = ResetRequestForm()
+    if not form.validate_on_submit():
+        template = "accounts/reset_request.html"
+        if request.method == "GET":
+            return render_template(template, form=form)
+        return _again(template, form=form)
+    email = text(form.email)
     user = _find(email)
     if user is None:
         _mail_no_account(email)
@@ -310,7 +321,7 @@ def reset_request() -> ResponseReturnValue:
             minutes=current_app.config["RESET_MAX_AGE"] // 60,
         )
     flash(MAIL_SENT.format(email=email))
-    return redirect(url_for("accounts.login"))
+    return redirect(url_for("accounts.login"), 303)
 
 
 def _reset_state(user_id: object) -> str:
@@ -326,20 +337,18 @@ def reset_password(token: str) -> ResponseReturnValue:
     user = _load_link(RESET, token)
     if isinstance(user, str):
         return _link_problem(user, RESET)
-    if request.method == "GET":
-        return render_template("accounts/reset_password.html")
-    password = request.form.get("password", "")
-    problem = password_problem(password)
-    if problem is not None:
-        return _refuse("accounts/reset_password.html", problem)
+    form = ResetPasswordForm()
+    if not form.validate_on_submit():
+        page = render_template("accounts/reset_password.html", form=form)
+        return page if request.method == "GET" else (page, 400)
     unused = sa.and_(
         User.password_hash.is_not_distinct_from(user.password_hash),
         User.last_login_at.is_not_distinct_from(user.last_login_at),
     )
-    chosen = hash_password(password)
+    chosen = hash_password(text(form.password))
     activated_at = user.activated_at or _now()
     if not _use_link(user, unused, password_hash=chosen, activated_at=activated_at):
         return _link_problem("invalid", RESET)
     log_out_everywhere(user)
     flash("Your password is changed. Log in with the new one.")
-    return forget_stream_token(redirect(url_for("accounts.login")))
+    return forget_stream_token(redirect(url_for("accounts.login"), 303))

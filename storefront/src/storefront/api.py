@@ -1,6 +1,7 @@
 """The JSON API. Views return model objects, which
 :class:`flask_patterns.responses.JSONResponses` serializes through their
-``to_json()``; every error of these views answers JSON too.
+``to_json()``. Every error under ``/api/`` answers an RFC 9457
+``application/problem+json`` document (:mod:`storefront.errors`).
 
 Authentication is the shop's session cookie, so a request that changes something
 (the image upload) must carry the CSRF token, in an ``X-CSRFToken`` header. Such a
@@ -20,10 +21,8 @@ import typing as t
 import sqlalchemy as sa
 from flask import abort
 from flask import Blueprint
-from flask import g
 from flask import request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
 
 from flask_patterns.bodies import save_body
 from flask_patterns.bodies import stream_body
@@ -34,6 +33,7 @@ from .images import check_declared_type
 from .images import image_folder
 from .images import IMAGE_TYPES
 from .images import MAX_IMAGE_SIZE
+from .logins import current_user
 from .models import Order
 from .models import Product
 from .orders import checked_key
@@ -44,18 +44,13 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
 
 
-@bp.errorhandler(HTTPException)
-def http_error(error: HTTPException) -> ResponseReturnValue:
-    return {"error": error.name, "message": error.description}, error.code or 500
-
-
 def api_login_required(view: F) -> F:
     """Answer 401 JSON to anonymous clients; the pages' ``logins.login_required``
     redirects them to the login form instead."""
 
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if g.user is None:
+        if not current_user.is_authenticated:
             abort(401, "Log in first.")
         return view(*args, **kwargs)
 
@@ -68,7 +63,7 @@ def staff_only(view: F) -> F:
 
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if not g.user.is_staff:
+        if not current_user.is_staff:
             abort(403, "Only staff may change products.")
         return view(*args, **kwargs)
 
@@ -96,20 +91,25 @@ def _product(product_id: int) -> Product:
 
 @bp.get("/products")
 def products() -> list[Product]:
+    """Every product, by id."""
     return list(db.session.scalars(sa.select(Product).order_by(Product.id)))
 
 
 # Flask's types list only the return values Flask itself converts.
 @bp.get("/products/<int:product_id>")  # type: ignore[type-var]
 def product(product_id: int) -> Product:
+    """One product; 404 for an id that is none."""
     return _product(product_id)
 
 
 @bp.get("/orders")
 @api_login_required
 def orders() -> list[Order]:
+    """The logged-in user's orders, newest first."""
     mine = db.session.scalars(
-        sa.select(Order).where(Order.user_id == g.user.id).order_by(Order.id.desc())
+        sa.select(Order)
+        .where(Order.user_id == current_user.id)
+        .order_by(Order.id.desc())
     )
     return list(mine)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from flask_patterns.assets import Assets
@@ -21,6 +22,7 @@ streams = EventStreams()
 tokens = Tokens()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
+login_manager = LoginManager()
 assets = Assets()
 bodies = Bodies()
 responses = JSONResponses()

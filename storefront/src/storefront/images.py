@@ -30,6 +30,8 @@ _TYPE_OF_SUFFIX = {suffix: mimetype for mimetype, suffix in IMAGE_TYPES.items()}
 MAX_IMAGE_SIZE = 100 * 1024 * 1024
 #: Served on images: nothing in them runs, even opened as a page.
 IMAGE_POLICY = "default-src 'none'; sandbox"
+#: The picture, in ``static/``, of a product without an image (decorative).
+PLACEHOLDER = "product-placeholder.svg"
 
 
 def image_folder() -> str:
@@ -79,6 +81,20 @@ def image_url(product: Product) -> str | None:
         return None
     version = os.stat(found[0]).st_mtime_ns
     return url_for("images.image", product_id=product.id, v=version)
+
+
+def placeholder_url() -> str:
+    """The URL of the picture shown for a product without an image of its own."""
+    return url_for("static", filename=PLACEHOLDER)
+
+
+def image_url_or_placeholder(product: Product) -> str:
+    """The URL of the product's image, or of the placeholder without one."""
+    return image_url(product) or placeholder_url()
+
+
+bp.add_app_template_global(placeholder_url)
+bp.add_app_template_global(image_url_or_placeholder)
 
 
 @bp.get("/products/<int:product_id>/image")

@@ -1,39 +1,76 @@
-"""Who is logged in: a login session per browser, kept in the database so that
-it can be ended from anywhere.
+"""Who is logged in: Flask-Login's ``current_user``, from a login session per
+browser kept in the database so that it can be ended from anywhere.
 
 The signed session cookie alone cannot be revoked: a copy made before a logout
-or a password reset would keep working for its whole lifetime. Here the cookie
-carries only a random token; each request looks the token up, so deleting the
-row logs that browser out, wherever a copy of the cookie is.
+or a password reset would keep working for its whole lifetime. Here the id
+Flask-Login keeps in the cookie is a random token of one login session (what
+Flask-Login calls an alternative token); each request looks the token up, so
+deleting the row logs that browser out, wherever a copy of the cookie is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import secrets
 import typing as t
 
+import flask_login
 import sqlalchemy as sa
 from flask import current_app
-from flask import g
-from flask import redirect
-from flask import request
+from flask import Flask
 from flask import session
-from flask import url_for
-from flask.typing import ResponseReturnValue
 
 from .extensions import db
+from .extensions import login_manager
 from .extensions import streams
+from .forms import ButtonForm
 from .live import user_channel
 from .models import LoginSession
 from .models import User
 
-#: The session key holding the login token.
-SESSION_KEY = "login"
+#: The session key Flask-Login keeps the login token under.
+SESSION_KEY = "_user_id"
 
-F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
+#: The view of ``current_user``, typed: the logged-in :class:`User`, or an
+#: anonymous visitor (``is_authenticated`` false).
+current_user: User = flask_login.current_user
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def login_required(view: F) -> F:
+    """Flask-Login's ``login_required``: anonymous visitors go to the login
+    form, and come back here afterwards."""
+    return t.cast(F, flask_login.login_required(view))
+
+
+def logged_in_user() -> User:
+    """The logged-in user itself, not the ``current_user`` proxy: for code that
+    hands the user on, to :func:`log_in` say."""
+    user = flask_login.current_user._get_current_object()
+    if not isinstance(user, User):
+        raise RuntimeError("No user is logged in.")
+    return user
+
+
+def init_app(app: Flask) -> None:
+    """Set up Flask-Login on ``app``: anonymous visitors of a page that needs a
+    login go to the login form, and back afterwards (``?next=``)."""
+    login_manager.init_app(app)
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = "Log in to see that page."
+    login_manager.login_message_category = "info"
+    # What ends a login is the server-side row, not the client's address: a
+    # phone that changes networks stays logged in.
+    login_manager.session_protection = None
+    app.add_template_global(_button_form, "button_form")
+
+
+def _button_form() -> ButtonForm:
+    """A form that is only a button, such as "Log out", for templates."""
+    return ButtonForm(formdata=None)
 
 
 def _digest(token: str) -> str:
@@ -53,7 +90,23 @@ def create_login_session(user: User) -> str:
     this to log a client in without the form)."""
     token = secrets.token_urlsafe(32)
     db.session.add(LoginSession(user_id=user.id, token_hash=_digest(token)))
+    user.login_token = token
     return token
+
+
+def load_user(token: str) -> User | None:
+    """The user whose live login session ``token`` names, or ``None`` (ended
+    elsewhere, or older than the session lifetime)."""
+    found = db.session.scalar(
+        sa.select(LoginSession).where(
+            LoginSession.token_hash == _digest(token),
+            LoginSession.created_at >= _oldest_valid(),
+        )
+    )
+    if found is None:
+        return None
+    found.user.login_token = token
+    return found.user
 
 
 def log_in(user: User) -> None:
@@ -66,9 +119,10 @@ def log_in(user: User) -> None:
         )
     )
     session.clear()
-    session[SESSION_KEY] = create_login_session(user)
+    create_login_session(user)
+    if not flask_login.login_user(user):
+        raise ValueError(f"User {user.id} is not active and cannot log in.")
     user.last_login_at = _now()
-    g.user = user
 
 
 def log_out() -> None:
@@ -79,19 +133,19 @@ def log_out() -> None:
         db.session.execute(
             sa.delete(LoginSession).where(LoginSession.token_hash == _digest(token))
         )
-    if g.get("user") is not None:
-        _end_private_streams(g.user)
+    if current_user.is_authenticated:
+        _end_private_streams(current_user)
+    flask_login.logout_user()
     session.clear()
-    g.user = None
 
 
 def log_out_everywhere(user: User) -> None:
     """End every login session of ``user``, this browser's included."""
     db.session.execute(sa.delete(LoginSession).where(LoginSession.user_id == user.id))
     _end_private_streams(user)
-    if g.get("user") is user:
+    if current_user.is_authenticated and current_user.id == user.id:
+        flask_login.logout_user()
         session.clear()
-        g.user = None
 
 
 def _end_private_streams(user: User) -> None:
@@ -99,38 +153,3 @@ def _end_private_streams(user: User) -> None:
     channel, in every stream worker, once the logout commits. Those of a login
     that lives on reconnect and are authorized again."""
     streams.end_channel(user_channel(user.id))
-
-
-def current_user() -> User | None:
-    """The user whose live login session this request's cookie names."""
-    token = session.get(SESSION_KEY)
-    if not isinstance(token, str):
-        return None
-    found = db.session.scalar(
-        sa.select(LoginSession).where(
-            LoginSession.token_hash == _digest(token),
-            LoginSession.created_at >= _oldest_valid(),
-        )
-    )
-    if found is None:
-        session.pop(SESSION_KEY, None)  # ended elsewhere, or too old
-        return None
-    return found.user
-
-
-def load_user() -> None:
-    """Put the logged-in user (or ``None``) on ``g.user`` for this request."""
-    g.user = current_user()
-
-
-def login_required(view: F) -> F:
-    """Send anonymous visitors to the login page, and back here afterwards."""
-
-    @functools.wraps(view)
-    def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if g.user is None:
-            here = request.full_path if request.query_string else request.path
-            return redirect(url_for("accounts.login", next=here))
-        return view(*args, **kwargs)
-
-    return t.cast(F, wrapped)

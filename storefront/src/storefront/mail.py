@@ -66,8 +66,19 @@ def mail_transport(app: Flask | None = None) -> str | None:
     return "mailbox" if mailbox_enabled(app) else None
 
 
-@outbox.handler("mail", available=lambda: mail_transport() is not None)
+def register_handler() -> None:
+    """Make :func:`deliver_mail` the outbox's handler of ``"mail"`` messages;
+    while there is no transport they wait, unclaimed (the app factory calls
+    this)."""
+    outbox.handler("mail", available=_has_transport)(deliver_mail)
+
+
+def _has_transport() -> bool:
+    return mail_transport() is not None
+
+
 def deliver_mail(message: Message) -> None:
+    """Deliver one outbox message of kind ``"mail"``."""
     deliver(Mail(**message.payload), message_id=f"<{message.key}@storefront>")
 
 

@@ -59,7 +59,11 @@ class Product(Base):
 
 
 class User(Base):
+    """An account, and to Flask-Login the logged-in user."""
+
     __tablename__ = "user_account"
+    # For ``login_token``, an attribute of the object that is no column.
+    __allow_unmapped__ = True
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -78,9 +82,27 @@ class User(Base):
         sa.DateTime(timezone=True), default=_now
     )
 
+    #: The token of the login session this object was loaded for, which
+    #: Flask-Login keeps in the session cookie (:mod:`storefront.logins`).
+    login_token: str | None = None
+
     @property
     def is_active(self) -> bool:
+        """Activated: only an active account can log in."""
         return self.activated_at is not None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str | None:
+        """What Flask-Login keeps in the session cookie: the login session's
+        token, never the user id, so that deleting the session ends it."""
+        return self.login_token
 
     @property
     def public_name(self) -> str:
@@ -134,6 +156,23 @@ class Order(Base):
         sa.DateTime(timezone=True), default=_now
     )
     product: Mapped[Product] = relationship(lazy="joined")
+    user: Mapped[User] = relationship()
+
+    @property
+    def price(self) -> str:
+        """The price paid, formatted for display, such as ``"12.50"``."""
+        return f"{self.price_cents // 100}.{self.price_cents % 100:02d}"
+
+    @property
+    def placed_at_iso(self) -> str:
+        """When the order was placed, ISO 8601 in UTC."""
+        return _isoformat(self.created_at)
+
+    @property
+    def placed_at_text(self) -> str:
+        """When the order was placed, for people: ``"7 Dec 2026, 14:03 UTC"``."""
+        placed = dt.datetime.fromisoformat(self.placed_at_iso)
+        return f"{placed.day} {placed:%b %Y, %H:%M} UTC"
 
     def to_json(self) -> dict[str, object]:
         """The order as the API shows it; the product is serialized in turn."""

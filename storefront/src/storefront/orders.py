@@ -9,14 +9,15 @@ import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import g
 from werkzeug.exceptions import BadRequest
 
 from .extensions import db
 from .extensions import streams
 from .links import public_url
 from .live import ACTIVITY
+from .live import timestamp
 from .live import user_channel
+from .logins import current_user
 from .mail import send_mail
 from .models import Order
 from .models import Product
@@ -55,7 +56,7 @@ def place_order(product: Product, key: str | None) -> Placed:
         if earlier is not None:
             return Placed(earlier, repeated=True)
     order = Order(
-        user_id=g.user.id,
+        user_id=current_user.id,
         product_id=product.id,
         price_cents=product.price_cents,
         purchase_key=key,
@@ -87,29 +88,37 @@ def place_order(product: Product, key: str | None) -> Placed:
 
 def _order_with_key(key: str) -> Order | None:
     return db.session.scalar(
-        sa.select(Order).where(Order.user_id == g.user.id, Order.purchase_key == key)
+        sa.select(Order).where(
+            Order.user_id == current_user.id, Order.purchase_key == key
+        )
     )
 
 
 def _announce(product: Product, order: Order) -> None:
     send_mail(
-        g.user.email,
+        current_user.email,
         "product_purchased",
-        user=g.user,
+        user=current_user,
         product=product,
         order=order,
         orders=public_url("shop.orders"),
     )
     # The public feed names a buyer only by the name they chose to show.
+    at = timestamp()
     streams.publish(
         ACTIVITY,
         {
             "kind": "purchase",
-            "text": f"{g.user.public_name} bought {product.name}",
+            "text": f"{current_user.public_name} bought {product.name}",
             "product": product.id,
+            "at": at,
         },
     )
     streams.publish(
-        user_channel(g.user.id),
-        {"kind": "order", "text": f"Order {order.id} confirmed: {product.name}"},
+        user_channel(current_user.id),
+        {
+            "kind": "order",
+            "text": f"Order {order.id} confirmed: {product.name}",
+            "at": at,
+        },
     )

@@ -1,0 +1,186 @@
+"""Every form of the shop, as WTForms classes (through Flask-WTF, which adds the
+CSRF token): the fields, their limits and the messages a visitor sees. The
+templates render them with one macro, ``forms.html``'s ``render_form``."""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField
+from wtforms import Field
+from wtforms import HiddenField
+from wtforms import PasswordField
+from wtforms import StringField
+from wtforms import SubmitField
+from wtforms.validators import Email
+from wtforms.validators import InputRequired
+from wtforms.validators import StopValidation
+from wtforms.validators import ValidationError
+
+from .passwords import MAX_LENGTH
+from .passwords import MIN_LENGTH
+from .passwords import password_problem
+
+#: The longest address SMTP carries (RFC 5321 with RFC 3696's erratum).
+MAX_EMAIL = 254
+#: The longest public name.
+MAX_NAME = 40
+INVALID_EMAIL = "Enter a valid e-mail address."
+
+
+def _normalized_email(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _collapsed(value: object) -> object:
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
+def _check(problem: t.Callable[[str], str | None]) -> t.Callable[[t.Any, Field], None]:
+    """A validator from a function that says what is wrong with a value."""
+
+    def validate(form: t.Any, field: Field) -> None:
+        message = problem(field.data or "")
+        if message is not None:
+            raise ValidationError(message)
+
+    return validate
+
+
+def _address_problem(address: str) -> str | None:
+    # email-validator lets a longer local part pass; SMTP (RFC 5321) does not.
+    return INVALID_EMAIL if len(address.rpartition("@")[0]) > 64 else None
+
+
+def _short_enough(form: t.Any, field: Field) -> None:
+    # The length first, and alone: nothing else looks at a 100 kB address.
+    if len(field.data or "") > MAX_EMAIL:
+        raise StopValidation(INVALID_EMAIL)
+
+
+def _email_field(label: str = "E-mail") -> EmailField:
+    return EmailField(
+        label,
+        filters=[_normalized_email],
+        validators=[
+            InputRequired(INVALID_EMAIL),
+            _short_enough,
+            Email(INVALID_EMAIL, granular_message=False),
+            _check(_address_problem),
+        ],
+        render_kw={"autocomplete": "email", "maxlength": MAX_EMAIL},
+    )
+
+
+def _new_password_field(label: str) -> PasswordField:
+    return PasswordField(
+        label,
+        validators=[_check(password_problem)],
+        render_kw={
+            "autocomplete": "new-password",
+            "minlength": MIN_LENGTH,
+            "maxlength": MAX_LENGTH,
+            "required": True,
+        },
+    )
+
+
+class ButtonForm(FlaskForm):
+    """A form that is only a button (log out, retry): its CSRF token."""
+
+
+class EmailForm(FlaskForm):
+    """One address: sign up, send the link again, forgotten password."""
+
+    email = _email_field()
+
+
+class SignupForm(EmailForm):
+    submit = SubmitField("Sign up")
+
+
+class ResendForm(EmailForm):
+    submit = SubmitField("Send a new activation link")
+
+
+class ResetRequestForm(EmailForm):
+    submit = SubmitField("Send me a link")
+
+
+class LoginForm(FlaskForm):
+    email = _email_field()
+    password = PasswordField(
+        "Password",
+        validators=[InputRequired("Enter your password.")],
+        render_kw={"autocomplete": "current-password"},
+    )
+    #: Where to go once logged in, if that is a page of the shop.
+    next = HiddenField()
+    submit = SubmitField("Log in")
+
+
+class ActivateForm(FlaskForm):
+    password = _new_password_field("Password")
+    submit = SubmitField("Activate")
+
+
+class ResetPasswordForm(FlaskForm):
+    password = _new_password_field("New password")
+    submit = SubmitField("Save")
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField(
+        "Current password",
+        validators=[InputRequired("Enter your current password.")],
+        render_kw={"autocomplete": "current-password"},
+    )
+    password = _new_password_field("New password")
+    submit = SubmitField("Change the password")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the public name, or ``None``."""
+    import unicodedata
+
+    if len(name) > MAX_NAME:
+        return f"Choose a name of at most {MAX_NAME} characters."
+    if "@" in name:
+        return "A public name must not be an e-mail address."
+    # Control and format characters (a right-to-left override, say) would let
+    # a name pass for another one on the feed.
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
+        return "A public name must not contain control or format characters."
+    return None
+
+
+class NameForm(FlaskForm):
+    display_name = StringField(
+        "Public name",
+        filters=[_collapsed],
+        validators=[_check(name_problem)],
+        render_kw={"autocomplete": "nickname", "maxlength": MAX_NAME},
+    )
+    submit = SubmitField("Save the name")
+
+
+class PurchaseForm(FlaskForm):
+    """Buy one item. Each rendering carries a one-time key, so that a repeated
+    POST of the same form returns the first order."""
+
+    purchase_key = HiddenField()
+    submit = SubmitField("Buy now")
+
+
+def text(field: Field) -> str:
+    """A text field's value, ``""`` when it was not sent."""
+    return str(field.data) if field.data is not None else ""
+
+
+def first_error(form: FlaskForm) -> str:
+    """The first message of a form that did not validate, for a flash."""
+    for errors in form.errors.values():
+        for error in errors:
+            return str(error)
+    return "The form was not valid."

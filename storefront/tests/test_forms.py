@@ -1,0 +1,71 @@
+"""The forms, their one macro, and what the app factory registers."""
+
+from __future__ import annotations
+
+import inspect
+
+from flask import render_template_string
+
+from flask_patterns.outbox import Outbox
+from storefront import create_app
+from storefront.extensions import outbox
+from storefront.forms import LoginForm
+from storefront.forms import NameForm
+from storefront.forms import SignupForm
+
+
+def test_the_macro_renders_hidden_fields_labels_and_the_button(app):
+    with app.test_request_context():
+        form = LoginForm(formdata=None, next="/orders")
+        html = render_template_string(
+            '{% from "forms.html" import render_form %}{{ render_form(form) }}',
+            form=form,
+        )
+    assert '<input name="csrf_token" type="hidden" value="' in html
+    assert '<input name="next" type="hidden" value="/orders">' in html
+    assert '<label for="email">E-mail</label>' in html
+    assert 'autocomplete="current-password"' in html
+    assert '<button type="submit">Log in</button>' in html
+    assert 'id="csrf_token"' not in html, "no id repeated by the forms on a page"
+
+
+def test_addresses_are_normalized_and_checked_without_dns(app):
+    with app.test_request_context(method="POST", data={"email": "  Ada@Example.COM "}):
+        form = SignupForm(meta={"csrf": False})
+        assert form.validate()
+        assert form.email.data == "ada@example.com"
+    for address in ["x" * 65 + "@example.com", "a" * 100_000 + "@example.com"]:
+        with app.test_request_context(method="POST", data={"email": address}):
+            form = SignupForm(meta={"csrf": False})
+            assert not form.validate()
+            assert form.errors == {"email": ["Enter a valid e-mail address."]}
+
+
+def test_a_public_name_is_collapsed_and_checked(app):
+    with app.test_request_context(method="POST", data={"display_name": "  Ada   L. "}):
+        form = NameForm(meta={"csrf": False})
+        assert form.validate()
+        assert form.display_name.data == "Ada L."
+    with app.test_request_context(
+        method="POST", data={"display_name": "Ada\u202egnp.exe"}
+    ):
+        form = NameForm(meta={"csrf": False})
+        assert not form.validate()
+        assert "control or format characters" in form.errors["display_name"][0]
+
+
+def test_the_factory_registers_the_mail_handler(tmp_path, monkeypatch):
+    fresh = Outbox(db=outbox.db)
+    monkeypatch.setattr("storefront.mail.outbox", fresh)
+    assert "mail" not in fresh.handlers
+    create_app({"SECRET_KEY": "x", "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"})
+    assert "mail" in fresh.handlers
+
+
+def test_every_view_says_what_it_does(app):
+    undocumented = [
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if view.__module__.startswith("storefront") and not inspect.getdoc(view)
+    ]
+    assert undocumented == []
