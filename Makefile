@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 EXTRAS := postgres,redis,gevent,assets,flask-sqlalchemy,metrics,otel
 
-.PHONY: run test lint format docs up down bench bench-streams bench-stream-metrics bench-storm bench-static bench-topology clean
+.PHONY: run test lint format docs screenshots up down bench bench-streams bench-stream-metrics bench-storm bench-static bench-topology clean
 
 # The storefront depends on the library by path; installing the library editable
 # afterwards makes edits to src/ take effect without a reinstall.
@@ -38,6 +38,18 @@ test: lint
 # The documentation site in docs/_build/html, every warning an error.
 docs: $(STAMP)
 	$(BIN)/sphinx-build --fail-on-warning --keep-going -b html docs docs/_build/html
+
+# The screenshots in docs/storefront.md, taken by the browser tests (Chromium)
+# into test-output/ and copied to docs/images/storefront/.
+SCREENSHOTS := home-user-desktop product-image-user-phone login-failed-anonymous-desktop \
+	orders-user-desktop orders-user-phone activity-desktop staff-staff-desktop 404-phone
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider storefront/tests/test_accessibility.py \
+		storefront/tests/test_browser_live.py storefront/tests/test_browser_errors.py
+	mkdir -p docs/images/storefront
+	for shot in $(SCREENSHOTS); do \
+		cp "$$(find test-output -name "$$shot.png" | head -n 1)" docs/images/storefront/; \
+	done
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
