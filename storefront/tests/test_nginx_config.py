@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import runpy
 import subprocess
 import sys
@@ -156,3 +157,67 @@ def test_nginx_answers_404_for_metrics_itself_and_proxies_the_rest(
         server.wait(timeout=10)
         web.shutdown()
         web.server_close()
+
+
+def test_errors_nginx_answers_itself_take_the_apps_forms(tmp_path, nginx):
+    """The web pool is down (nothing listens on its port) and a body is over
+    client_max_body_size: problem+json under /api/, a phone-sized page
+    elsewhere, never nginx's own page."""
+    import http.client
+
+    from conftest import free_port
+    from conftest import wait_for
+
+    port = free_port()
+    env = {
+        "STOREFRONT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
+    }
+    args = argparse.Namespace(
+        listen=f"127.0.0.1:{port}",
+        web=f"127.0.0.1:{free_port()}",
+        stream=f"127.0.0.1:{free_port()}",
+    )
+    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
+    server = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.DEVNULL
+    )
+
+    def answer(method, path, headers=None):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request(method, path, headers=headers or {})
+            response = connection.getresponse()
+            return response, response.read().decode()
+        finally:
+            connection.close()
+
+    try:
+        wait_for(lambda: (tmp_path / "nginx.pid").exists(), timeout=10)
+        too_large = {"Content-Length": str(200 * 1024 * 1024)}
+        for method, path, headers, status in [
+            ("GET", "/api/products", None, 503),
+            ("PUT", "/api/products/1/image", too_large, 413),
+        ]:
+            response, body = answer(method, path, headers)
+            assert response.status == status
+            assert response.getheader("Content-Type") == "application/problem+json"
+            problem = json.loads(body)
+            assert problem["status"] == status
+            assert problem["type"] == "about:blank"
+        response, body = answer("GET", "/api/products")
+        assert response.getheader("Retry-After") == "30"
+        assert "try again in a minute" in json.loads(body)["detail"]
+        for method, path, headers, status, says in [
+            ("GET", "/", None, 503, "unavailable for a moment"),
+            ("POST", "/signup", too_large, 413, "That was too large"),
+        ]:
+            response, body = answer(method, path, headers)
+            assert response.status == status
+            assert response.getheader("Content-Type") == "text/html"
+            assert '<meta name="viewport"' in body
+            assert says in body
+            assert "nginx" not in body
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
