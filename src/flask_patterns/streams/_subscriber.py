@@ -95,8 +95,10 @@ class Subscriber:
 
     def _listen(self, *, catch_up: bool) -> None:
         pubsub = self.broker.client.pubsub(ignore_subscribe_messages=True)
+        reconnects = _Reconnects()
         try:
             pubsub.subscribe(self.broker.notify_key)
+            reconnects.watch(pubsub.connection)
             while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
                 pass
             if catch_up:
@@ -107,16 +109,21 @@ class Subscriber:
             self._tried.set()
             observe.broker_seen(True)
             self._outage.ended()
-            self._pump(pubsub)
+            self._pump(pubsub, reconnects)
         finally:
+            reconnects.stop()
             with contextlib.suppress(Exception):
                 pubsub.close()
 
-    def _pump(self, pubsub: t.Any) -> None:
+    def _pump(self, pubsub: t.Any, reconnects: _Reconnects) -> None:
         interval = self.broker.health_interval
         last_heard = last_ping = time.monotonic()
         while not self._stopped.is_set():
             message = pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)
+            if reconnects.count:
+                # Before the message is delivered: the catch-up delivers it,
+                # in order after the events the gap lost.
+                raise OSError("the subscriber connection was reconnected")
             now = time.monotonic()
             if message is not None:
                 last_heard = now
@@ -179,6 +186,30 @@ class Subscriber:
             self.cursor = max(self.cursor, stored.position)
             fan_out.deliver(stored)
         log.info("Event subscriber caught up %d events.", len(replay.events))
+
+
+class _Reconnects:
+    """Counts the times redis-py reconnects the subscriber's connection by
+    itself (its ``retry``): it subscribes again without a word, and what was
+    published meanwhile never arrives. Only a catch-up delivers that."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._connection: t.Any = None
+
+    def watch(self, connection: t.Any) -> None:
+        if connection is not None:
+            self._connection = connection
+            connection.register_connect_callback(self._connected)
+
+    def _connected(self, connection: t.Any) -> None:
+        self.count += 1
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.deregister_connect_callback(self._connected)
+            self._connection = None
 
 
 def _stored(message: list[t.Any]) -> StoredEvent:
