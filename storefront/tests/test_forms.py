@@ -47,6 +47,14 @@ def test_a_public_name_is_collapsed_and_checked(app):
         assert form.validate()
         assert form.display_name.data == "Ada L."
     with app.test_request_context(
+        method="POST", data={"display_name": "ada\uff20example.com"}
+    ):
+        form = NameForm(meta={"csrf": False})
+        assert not form.validate()
+        assert form.errors["display_name"] == [
+            "A public name must not be an e-mail address."
+        ]
+    with app.test_request_context(
         method="POST", data={"display_name": "Ada\u202egnp.exe"}
     ):
         form = NameForm(meta={"csrf": False})

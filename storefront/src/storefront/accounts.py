@@ -39,6 +39,7 @@ from .extensions import limiter
 from .forms import ActivateForm
 from .forms import first_error
 from .forms import LoginForm
+from .forms import normalized_email
 from .forms import ResendForm
 from .forms import ResetPasswordForm
 from .forms import ResetRequestForm
@@ -90,7 +91,7 @@ def _find(email: str) -> User | None:
 def _email() -> str:
     """The address the request's form names, as the forms normalize it (the
     per-address limit counts before the form is read)."""
-    return request.form.get("email", "").strip().lower()
+    return normalized_email(request.form.get("email", ""))
 
 
 def _again(template: str, **context: object) -> ResponseReturnValue:

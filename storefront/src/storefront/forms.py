@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import typing as t
 
+import email_validator
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import EmailField
 from wtforms import Field
@@ -29,8 +31,24 @@ MAX_NAME = 40
 INVALID_EMAIL = "Enter a valid e-mail address."
 
 
+def normalized_email(value: str) -> str:
+    """An address as the shop keeps and compares it, so that one mailbox is
+    one account however it is written: trimmed, in lower case, the domain as
+    IDNA reads it (``EXAMPLE.com``, fullwidth letters and ``xn--`` forms are
+    one domain) and the rest in NFC. What is not an address is only trimmed
+    and lowered, for the validators to refuse."""
+    address = value.strip()
+    if len(address) <= MAX_EMAIL:  # nothing looks at a 100 kB address
+        try:
+            valid = email_validator.validate_email(address, check_deliverability=False)
+            address = valid.normalized
+        except email_validator.EmailNotValidError:
+            pass
+    return address.lower()
+
+
 def _normalized_email(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
+    return normalized_email(value) if isinstance(value, str) else value
 
 
 def _collapsed(value: object) -> object:
@@ -86,11 +104,25 @@ def _new_password_field(label: str) -> PasswordField:
     )
 
 
-class ButtonForm(FlaskForm):
+class ShopForm(FlaskForm):
+    """The base of the shop's forms: they read the text fields of the form
+    sent. Flask-WTF would also give them the request's files and a JSON body,
+    whose values (a file, a number, a list) are not the text every field and
+    validator here expects."""
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: t.Any, formdata: t.Any) -> t.Any:
+            if formdata is None or hasattr(formdata, "getlist"):
+                return formdata  # what the caller gave
+            # Flask-WTF's default, "from the request": its form fields only.
+            return request.form if form.is_submitted() and request.form else None
+
+
+class ButtonForm(ShopForm):
     """A form that is only a button (log out, retry): its CSRF token."""
 
 
-class EmailForm(FlaskForm):
+class EmailForm(ShopForm):
     """One address: sign up, send the link again, forgotten password."""
 
     email = _email_field()
@@ -108,7 +140,7 @@ class ResetRequestForm(EmailForm):
     submit = SubmitField("Send me a link")
 
 
-class LoginForm(FlaskForm):
+class LoginForm(ShopForm):
     email = _email_field()
     password = PasswordField(
         "Password",
@@ -120,17 +152,17 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Log in")
 
 
-class ActivateForm(FlaskForm):
+class ActivateForm(ShopForm):
     password = _new_password_field("Password")
     submit = SubmitField("Activate")
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(ShopForm):
     password = _new_password_field("New password")
     submit = SubmitField("Save")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(ShopForm):
     current = PasswordField(
         "Current password",
         validators=[InputRequired("Enter your current password.")],
@@ -146,7 +178,7 @@ def name_problem(name: str) -> str | None:
 
     if len(name) > MAX_NAME:
         return f"Choose a name of at most {MAX_NAME} characters."
-    if "@" in name:
+    if "@" in unicodedata.normalize("NFKC", name):  # the fullwidth ＠ too
         return "A public name must not be an e-mail address."
     # Control and format characters (a right-to-left override, say) would let
     # a name pass for another one on the feed.
@@ -155,7 +187,7 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-class NameForm(FlaskForm):
+class NameForm(ShopForm):
     display_name = StringField(
         "Public name",
         filters=[_collapsed],
@@ -165,7 +197,7 @@ class NameForm(FlaskForm):
     submit = SubmitField("Save the name")
 
 
-class PurchaseForm(FlaskForm):
+class PurchaseForm(ShopForm):
     """Buy one item. Each rendering carries a one-time key, so that a repeated
     POST of the same form returns the first order."""
 

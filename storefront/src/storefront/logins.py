@@ -18,8 +18,12 @@ import typing as t
 import flask_login
 import sqlalchemy as sa
 from flask import current_app
+from flask import flash
 from flask import Flask
+from flask import redirect
+from flask import request
 from flask import session
+from werkzeug.wrappers import Response
 
 from .extensions import db
 from .extensions import login_manager
@@ -65,7 +69,20 @@ def init_app(app: Flask) -> None:
     # What ends a login is the server-side row, not the client's address: a
     # phone that changes networks stays logged in.
     login_manager.session_protection = None
+    login_manager.unauthorized_handler(_to_the_login_form)
     app.add_template_global(_button_form, "button_form")
+
+
+def _to_the_login_form() -> Response:
+    """Send a visitor who must log in to the login form, and back afterwards:
+    to this page or, for a form sent once the login had ended (elsewhere, or
+    with its lifetime), to the page the form was on. The address a form is sent
+    to answers POST only: the login would land on a 405 page."""
+    flash(login_manager.login_message, login_manager.login_message_category)
+    if request.method in ("GET", "HEAD"):
+        return redirect(flask_login.login_url("accounts.login", request.url))
+    # login_url keeps the path and query; the login checks ``next`` as ever.
+    return redirect(flask_login.login_url("accounts.login", request.referrer), 303)
 
 
 def _button_form() -> ButtonForm:
@@ -94,9 +111,12 @@ def create_login_session(user: User) -> str:
     return token
 
 
-def load_user(token: str) -> User | None:
+def load_user(token: object) -> User | None:
     """The user whose live login session ``token`` names, or ``None`` (ended
-    elsewhere, or older than the session lifetime)."""
+    elsewhere, older than the session lifetime, or no token at all: a cookie
+    signed with this key by other code may hold anything)."""
+    if not isinstance(token, str):
+        return None
     found = db.session.scalar(
         sa.select(LoginSession).where(
             LoginSession.token_hash == _digest(token),
@@ -110,15 +130,17 @@ def load_user(token: str) -> User | None:
 
 
 def log_in(user: User) -> None:
-    """Start a login session for ``user`` in this browser. The old session is
-    cleared first, so a session id planted before the login is worth nothing."""
+    """Start a login session for ``user`` in this browser. The browser's
+    login before ends first, as a logout would: whoever did not log out of a
+    shared computer is logged out wherever a copy of their cookie is. That
+    also clears the session, so a session id planted before is worth nothing."""
+    log_out()
     db.session.execute(
         sa.delete(LoginSession).where(
             LoginSession.user_id == user.id,
             LoginSession.created_at < _oldest_valid(),
         )
     )
-    session.clear()
     create_login_session(user)
     if not flask_login.login_user(user):
         raise ValueError(f"User {user.id} is not active and cannot log in.")

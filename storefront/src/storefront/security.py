@@ -108,6 +108,12 @@ def refuse_control_characters() -> None:
     otherwise be a 500 wherever the value reaches a query."""
     fields = list(request.args.items(multi=True))
     if request.mimetype in _FORMS:
+        # Werkzeug drops a body that is not UTF-8 without a word; the form
+        # would then be refused for a CSRF token it seems not to carry.
+        parsed = request.want_form_data_parsed  # not where a view streams it
+        read = request.form or request.files
+        if parsed and request.content_length and not read:
+            abort(400, "The form could not be read: its fields must be UTF-8 text.")
         fields += request.form.items(multi=True)
     for name, value in fields:
         if _has_controls(name) or _has_controls(value):

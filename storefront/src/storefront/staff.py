@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 import typing as t
 from dataclasses import dataclass
 
@@ -36,8 +37,9 @@ bp = Blueprint("staff", __name__, url_prefix="/staff")
 
 #: How many orders and messages of each state the page lists.
 SHOWN = 20
-#: Outbox keys are UUIDs.
-_KEY_LENGTH = 36
+#: Outbox keys are UUIDs, as ``str(uuid.uuid4())`` writes them; nothing else
+#: reaches a query (PostgreSQL refuses a NUL in the path with an error).
+_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
 
@@ -143,7 +145,7 @@ def retry_all() -> ResponseReturnValue:
 @staff_required
 def retry(key: str) -> ResponseReturnValue:
     """Make one failed message pending again, due now."""
-    if len(key) > _KEY_LENGTH or not retry_failed(outbox, key):
+    if not _KEY.fullmatch(key) or not retry_failed(outbox, key):
         flash("That message is not failed (any more): nothing to retry.", "error")
     else:
         flash(f"Message {key} will be sent again.")
