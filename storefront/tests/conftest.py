@@ -101,6 +101,16 @@ def add_user(app: Flask, email: str, **fields: t.Any) -> int:
         return user.id
 
 
+def copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another client holding a copy of ``client``'s session cookie, as a
+    thief with the cookie would."""
+    thief = app.test_client()
+    cookie = client.get_cookie("session")
+    assert cookie is not None, "the client has no session cookie to copy"
+    thief.set_cookie("session", cookie.value)
+    return thief
+
+
 def log_in_as(app: Flask, client: FlaskClient, user_id: int, **request: t.Any) -> None:
     """Give ``client`` a live login session of the user, without the form."""
     from storefront.logins import create_login_session

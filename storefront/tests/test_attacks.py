@@ -18,6 +18,7 @@ from storefront.models import SentMail
 from storefront.models import User
 
 from .conftest import add_user
+from .conftest import copy_of
 from .conftest import csrf_token
 from .conftest import log_in_as
 
@@ -37,12 +38,6 @@ def app(app_factory):
 def log_in(client, email="ada@example.com", password="storefront", **form):
     data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
     return client.post("/login", data={**data, **form})
-
-
-def copy_of(app, client):
-    thief = app.test_client()
-    thief.set_cookie("session", client.get_cookie("session").value)
-    return thief
 
 
 def logged_in(client):

@@ -15,6 +15,8 @@ from storefront.models import LoginSession
 from storefront.models import SentMail
 from storefront.models import User
 
+from .conftest import copy_of
+
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 _LINK = re.compile(r"http://127\.0\.0\.1:5000(/\S+)")
 
@@ -31,14 +33,6 @@ def log_in(app, email="ada@example.com", password="storefront"):
     )
     assert response.status_code == 303, response.get_data(as_text=True)
     return client
-
-
-def copy_of(app, client):
-    """Another client holding a copy of ``client``'s session cookie, as a
-    thief with the cookie would."""
-    thief = app.test_client()
-    thief.set_cookie("session", client.get_cookie("session").value)
-    return thief
 
 
 def logged_in(client):

@@ -94,9 +94,11 @@ def _email() -> str:
     return normalized_email(request.form.get("email", ""))
 
 
-def _again(template: str, **context: object) -> ResponseReturnValue:
-    """The form page again, with the form's messages."""
-    return render_template(template, **context), 400
+def _form_page(template: str, **context: object) -> ResponseReturnValue:
+    """The page of a form: as asked for (GET), or again with the form's
+    messages, at its own address (400)."""
+    page = render_template(template, **context)
+    return page if request.method == "GET" else (page, 400)
 
 
 def _mail_next_step(email: str, user: User | None) -> None:
@@ -138,10 +140,7 @@ def signup() -> ResponseReturnValue:
     """Sign up with an address; the password comes with the activation."""
     form = SignupForm()
     if not form.validate_on_submit():
-        template = "accounts/signup.html"
-        if request.method == "GET":
-            return render_template(template, form=form)
-        return _again(template, form=form)
+        return _form_page("accounts/signup.html", form=form)
     email = text(form.email)
     _mail_next_step(email, _find(email) or _create_user(email))
     flash(MAIL_SENT.format(email=email))
@@ -217,8 +216,7 @@ def activate(token: str) -> ResponseReturnValue:
         return _link_problem(user, ACTIVATE)
     form = ActivateForm()
     if not form.validate_on_submit():
-        page = render_template("accounts/activate.html", email=user.email, form=form)
-        return page if request.method == "GET" else (page, 400)
+        return _form_page("accounts/activate.html", email=user.email, form=form)
     unused = User.activated_at.is_(None)
     chosen = hash_password(text(form.password))
     if not _use_link(user, unused, password_hash=chosen, activated_at=_now()):
@@ -258,14 +256,14 @@ def login() -> ResponseReturnValue:
         form.next.data = request.args.get("next", "")
         return render_template("accounts/login.html", form=form)
     if not form.validate_on_submit():
-        return _again("accounts/login.html", form=form)
+        return _form_page("accounts/login.html", form=form)
     user = _find(text(form.email))
     stored = user.password_hash if user is not None and user.is_active else None
     # One hash either way: verify_password checks a dummy when there is none.
     matches = verify_password(stored, text(form.password))
     if user is None or not matches:
         form.form_errors.append("Wrong e-mail or password.")
-        return _again("accounts/login.html", form=form)
+        return _form_page("accounts/login.html", form=form)
     log_in(user)
     flash("Welcome back.")
     return _landing()
@@ -305,10 +303,7 @@ def reset_request() -> ResponseReturnValue:
     """Mail a link to choose a new password."""
     form = ResetRequestForm()
     if not form.validate_on_submit():
-        template = "accounts/reset_request.html"
-        if request.method == "GET":
-            return render_template(template, form=form)
-        return _again(template, form=form)
+        return _form_page("accounts/reset_request.html", form=form)
     email = text(form.email)
     user = _find(email)
     if user is None:
@@ -340,8 +335,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         return _link_problem(user, RESET)
     form = ResetPasswordForm()
     if not form.validate_on_submit():
-        page = render_template("accounts/reset_password.html", form=form)
-        return page if request.method == "GET" else (page, 400)
+        return _form_page("accounts/reset_password.html", form=form)
     unused = sa.and_(
         User.password_hash.is_not_distinct_from(user.password_hash),
         User.last_login_at.is_not_distinct_from(user.last_login_at),

@@ -178,7 +178,7 @@ def name_problem(name: str) -> str | None:
 
     if len(name) > MAX_NAME:
         return f"Choose a name of at most {MAX_NAME} characters."
-    if "@" in unicodedata.normalize("NFKC", name):  # the fullwidth ＠ too
+    if "@" in unicodedata.normalize("NFKC", name):  # also a fullwidth at sign
         return "A public name must not be an e-mail address."
     # Control and format characters (a right-to-left override, say) would let
     # a name pass for another one on the feed.
