@@ -252,7 +252,18 @@ def test_guessing_the_current_password_is_rate_limited(app, runner):
     assert statuses == [303] * 10 + [429]
 
 
-def test_a_stream_opened_before_the_logout_ends_with_it(app, runner):
+@pytest.mark.parametrize(
+    ("path", "form", "form_page"),
+    [
+        ("/account/logout-everywhere", {}, "/account"),
+        ("/logout", {}, "/"),
+        # Another user logs in in the same browser: the first login ends.
+        ("/login", {"email": "grace@example.com", "password": "storefront"}, "/"),
+    ],
+)
+def test_a_stream_opened_before_the_logout_ends_with_it(
+    app, runner, path, form, form_page
+):
     runner.invoke(args=["demo"])
     client = log_in(app)
     client.get("/activity")
@@ -265,7 +276,7 @@ def test_a_stream_opened_before_the_logout_ends_with_it(app, runner):
     stolen = thief.get("/streams/live", buffered=False)
     chunks = iter(stolen.response)
     next(chunks)
-    post(client, "/account/logout-everywhere", form_page="/account")
+    post(client, path, form, form_page=form_page)
     rest = list(chunks)  # the stream ends instead of waiting for more
     assert rest[-1].startswith(b"retry: ")
     with app.app_context():

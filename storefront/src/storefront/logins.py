@@ -150,22 +150,26 @@ def log_in(user: User) -> None:
 def log_out() -> None:
     """End this browser's login session, here and in every copy of its cookie,
     and the streams of the user's channel opened before."""
+    # Who it is, before the row goes: Flask-Login loads the user lazily, and
+    # after the delete the token would name no one.
+    user = logged_in_user() if current_user.is_authenticated else None
     token = session.get(SESSION_KEY)
     if isinstance(token, str):
         db.session.execute(
             sa.delete(LoginSession).where(LoginSession.token_hash == _digest(token))
         )
-    if current_user.is_authenticated:
-        _end_private_streams(current_user)
+    if user is not None:
+        _end_private_streams(user)
     flask_login.logout_user()
     session.clear()
 
 
 def log_out_everywhere(user: User) -> None:
     """End every login session of ``user``, this browser's included."""
+    mine = current_user.is_authenticated and current_user.id == user.id
     db.session.execute(sa.delete(LoginSession).where(LoginSession.user_id == user.id))
     _end_private_streams(user)
-    if current_user.is_authenticated and current_user.id == user.id:
+    if mine:
         flask_login.logout_user()
         session.clear()
 
