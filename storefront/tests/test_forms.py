@@ -77,3 +77,42 @@ def test_every_view_says_what_it_does(app):
         if view.__module__.startswith("storefront") and not inspect.getdoc(view)
     ]
     assert undocumented == []
+
+
+def test_accounts_made_before_email_validator_still_log_in_and_reset(app):
+    from .conftest import add_user
+    from .conftest import csrf_token
+    from .conftest import mail_bodies
+
+    for address in ["carl@intranet.local", "bob@xn--bcher-kva.example"]:
+        add_user(app, address)
+    for typed in ["Carl@intranet.local", "bob@BÜCHER.example"]:
+        client = app.test_client()
+        form = {"email": typed, "password": "storefront"}
+        response = client.post(
+            "/login", data={**form, "csrf_token": csrf_token(client)}
+        )
+        assert (response.status_code, response.headers["Location"]) == (303, "/")
+        reset = client.post(
+            "/reset", data={"email": typed, "csrf_token": csrf_token(client, "/reset")}
+        )
+        assert reset.status_code == 303
+    assert sum("/reset/" in body for body in mail_bodies(app)) == 2
+    # A new account needs an address mail can reach.
+    client = app.test_client()
+    refused = client.post(
+        "/signup",
+        data={"email": "dora@intranet.local", "csrf_token": csrf_token(client)},
+    )
+    assert refused.status_code == 400
+    assert "Enter a valid e-mail address." in refused.get_data(as_text=True)
+
+
+def test_an_address_is_kept_in_the_ascii_form_every_mail_server_takes():
+    from storefront.forms import normalized_email
+
+    assert normalized_email(" ADA@BÜCHER.example ") == "ada@xn--bcher-kva.example"
+    assert normalized_email("ada@xn--bcher-kva.example") == "ada@xn--bcher-kva.example"
+    assert normalized_email("Ada@\uff25xample.com") == "ada@example.com"
+    assert normalized_email("jose\u0301@example.com") == "jos\u00e9@example.com"
+    assert normalized_email("Carl@Intranet.LOCAL") == "carl@intranet.local"

@@ -33,15 +33,19 @@ INVALID_EMAIL = "Enter a valid e-mail address."
 
 def normalized_email(value: str) -> str:
     """An address as the shop keeps and compares it, so that one mailbox is
-    one account however it is written: trimmed, in lower case, the domain as
-    IDNA reads it (``EXAMPLE.com``, fullwidth letters and ``xn--`` forms are
-    one domain) and the rest in NFC. What is not an address is only trimmed
-    and lowered, for the validators to refuse."""
+    one account however it is written: trimmed, in lower case, the domain in
+    the ASCII form IDNA gives it (``EXAMPLE.com``, fullwidth letters, ``bücher``
+    and ``xn--bcher-kva`` are each one domain), which every mail server takes,
+    and a local part that is not ASCII in NFC. What email-validator cannot
+    read (not an address, or a domain such as ``.local``) is only trimmed and
+    lowered, as addresses were before it."""
     address = value.strip()
     if len(address) <= MAX_EMAIL:  # nothing looks at a 100 kB address
         try:
-            valid = email_validator.validate_email(address, check_deliverability=False)
-            address = valid.normalized
+            valid = email_validator.validate_email(
+                address, check_deliverability=False, globally_deliverable=False
+            )
+            address = valid.ascii_email or valid.normalized
         except email_validator.EmailNotValidError:
             pass
     return address.lower()
@@ -77,16 +81,32 @@ def _short_enough(form: t.Any, field: Field) -> None:
         raise StopValidation(INVALID_EMAIL)
 
 
-def _email_field(label: str = "E-mail") -> EmailField:
+def _plausible(address: str) -> str | None:
+    """Why ``address`` cannot be one the shop has an account for: the checks
+    accounts were made with before email-validator, so that every one of them
+    can still log in and reset its password."""
+    local, _, domain = address.partition("@")
+    valid = (
+        1 <= len(local) <= 64
+        and "@" not in domain
+        and "." in domain[1:-1]
+        and not any(char.isspace() for char in address)
+    )
+    return None if valid else INVALID_EMAIL
+
+
+def _email_field(*, new: bool) -> EmailField:
+    """An address: for a new account (``new``) one email-validator takes as
+    deliverable (no DNS lookup); for finding an account, any plausible one."""
+    checks = (
+        [Email(INVALID_EMAIL, granular_message=False), _check(_address_problem)]
+        if new
+        else [_check(_plausible)]
+    )
     return EmailField(
-        label,
+        "E-mail",
         filters=[_normalized_email],
-        validators=[
-            InputRequired(INVALID_EMAIL),
-            _short_enough,
-            Email(INVALID_EMAIL, granular_message=False),
-            _check(_address_problem),
-        ],
+        validators=[InputRequired(INVALID_EMAIL), _short_enough, *checks],
         render_kw={"autocomplete": "email", "maxlength": MAX_EMAIL},
     )
 
@@ -122,26 +142,23 @@ class ButtonForm(ShopForm):
     """A form that is only a button (log out, retry): its CSRF token."""
 
 
-class EmailForm(ShopForm):
-    """One address: sign up, send the link again, forgotten password."""
-
-    email = _email_field()
-
-
-class SignupForm(EmailForm):
+class SignupForm(ShopForm):
+    email = _email_field(new=True)
     submit = SubmitField("Sign up")
 
 
-class ResendForm(EmailForm):
+class ResendForm(ShopForm):
+    email = _email_field(new=False)
     submit = SubmitField("Send a new activation link")
 
 
-class ResetRequestForm(EmailForm):
+class ResetRequestForm(ShopForm):
+    email = _email_field(new=False)
     submit = SubmitField("Send me a link")
 
 
 class LoginForm(ShopForm):
-    email = _email_field()
+    email = _email_field(new=False)
     password = PasswordField(
         "Password",
         validators=[InputRequired("Enter your password.")],
