@@ -82,6 +82,8 @@ class Subscriber:
             try:
                 self._listen(catch_up=not first)
             except (redis.RedisError, OSError) as error:
+                if self._listening.is_set():
+                    delay = 0.1  # it listened, so this is a new outage
                 self._listening.clear()
                 self._tried.set()
                 observe.broker_seen(False)
@@ -121,9 +123,11 @@ class Subscriber:
         while not self._stopped.is_set():
             message = pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False)
             if reconnects.count:
-                # Before the message is delivered: the catch-up delivers it,
-                # in order after the events the gap lost.
-                raise OSError("the subscriber connection was reconnected")
+                # redis-py reconnected and subscribed again by itself: what
+                # was published meanwhile comes from the history, before this
+                # message (a duplicate of the catch-up then, and dropped).
+                reconnects.count = 0
+                self._catch_up()
             now = time.monotonic()
             if message is not None:
                 last_heard = now
