@@ -130,6 +130,29 @@ def test_activation_link_works_once(app, client):
     page = again.get_data(as_text=True)
     assert "does not work" in page
     assert "Send a new activation link" in page
+    # The activation logged this browser in: it is not told to log in.
+    assert "You are logged in as\nada@example.com, so that account is active" in page
+    assert "just\n<a" not in page
+
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    page = client.get(link).get_data(as_text=True)
+    assert 'If your account is active, just\n<a href="/login">log in</a>' in page
+
+
+USERNAME_FIELD = (
+    '<input type="email" value="ada@example.com" autocomplete="username"'
+    " hidden readonly>"
+)
+
+
+def test_pages_that_set_a_password_name_the_account_for_password_managers(app, client):
+    sign_up(client)
+    choose = client.get(activation_link(app)).get_data(as_text=True)
+    assert USERNAME_FIELD in choose
+    activate(app, client)
+    account = client.get("/account").get_data(as_text=True)
+    assert USERNAME_FIELD in account
+    assert account.count('autocomplete="username"') == 1, "the password form only"
 
 
 def test_expired_activation_link_offers_a_new_one(app, client, monkeypatch):
@@ -239,7 +262,7 @@ def test_a_reset_link_also_activates_an_account_never_activated(app, client):
 def test_forms_without_a_csrf_token_are_refused(app, client):
     response = client.post("/signup", data={"email": "ada@example.com"})
     assert response.status_code == 400
-    assert "CSRF token is missing" in response.get_data(as_text=True)
+    assert "This form has expired" in response.get_data(as_text=True)
     assert user(app, "ada@example.com") is None
 
 

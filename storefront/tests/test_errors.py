@@ -110,13 +110,16 @@ def test_a_form_without_its_csrf_token_explains_what_to_do(client):
     assert "This form has expired" in words
     assert "are cookies turned off for this site?" in words
     assert "Go back, reload the page and submit the form again." in words
+    assert "CSRF" not in words, "no jargon"
 
 
 def test_a_form_whose_session_cookie_was_lost_explains_what_to_do(app, client):
     token = csrf_token(client, "/login")
     other = app.test_client()  # the same token, without the cookie it belongs to
     response = other.post("/login", data={"email": "a@b.test", "csrf_token": token})
-    assert "This form has expired" in page_of(response, 400)
+    html = page_of(response, 400)
+    assert "This form has expired" in html
+    assert "CSRF" not in text_of(html), "no jargon"
 
 
 def test_a_forbidden_page_is_a_403_page(client):

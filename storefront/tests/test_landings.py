@@ -3,6 +3,10 @@ pages after logging in and out."""
 
 from __future__ import annotations
 
+import html
+import re
+import urllib.parse
+
 import sqlalchemy as sa
 
 from storefront.extensions import db
@@ -95,4 +99,37 @@ def test_a_sold_out_purchase_redirects_so_a_reload_buys_nothing(app, client, run
     )
     page = client.get(f"/products/{tin}").get_data(as_text=True)
     assert "Sorry, Bean tin is sold out." in page
-    assert "Sold out" in page
+    assert '<p class="stock out">Sold out</p>' in page, "in red, as on the list"
+
+
+def nav_login_link(page):
+    """Where the header's "Log in" link of ``page`` leads."""
+    found = re.search(r'<a href="([^"]*)">Log in</a>', page)
+    assert found is not None, "no Log in link in the header"
+    return html.unescape(found[1])
+
+
+def next_of(link):
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query).get("next")
+
+
+def test_the_header_login_link_comes_back_to_the_page_it_was_on(client):
+    page = client.get("/activity").get_data(as_text=True)
+    assert next_of(nav_login_link(page)) == ["/activity"], "no stray '?'"
+    page = client.get("/activity?x=1").get_data(as_text=True)
+    assert next_of(nav_login_link(page)) == ["/activity?x=1"]
+
+
+def test_the_login_link_of_an_expired_form_does_not_lead_back_to_its_post(app, client):
+    add_user(app, "ada@example.com")
+    # The session cookie is gone: the form's token no longer matches.
+    expired = client.post("/account/name", data={"display_name": "Ada"})
+    page = expired.get_data(as_text=True)
+    assert expired.status_code == 400
+    assert "This form has expired" in page
+    link = nav_login_link(page)
+    assert next_of(link) is None, "/account/name only takes a POST"
+    login_page = client.get(link).get_data(as_text=True)
+    next_field = re.search(r'name="next"[^>]*value="([^"]*)"', login_page)
+    response = log_in(client, next_field[1] if next_field else "")
+    assert (response.status_code, response.headers["Location"]) == (303, "/")

@@ -132,3 +132,20 @@ def test_mailbox_links_are_escaped_and_clickable(app):
     assert '<a href="http://127.0.0.1:5000/x?a=1&amp;b=">' in page
     assert "&lt;script&gt;" in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page
+
+
+def test_a_full_stop_after_a_link_is_not_part_of_it(app):
+    with app.app_context():
+        db.session.add(
+            SentMail(
+                recipient="a@example.com",
+                subject="Your order",
+                body="See your orders at http://127.0.0.1:5000/orders.\n"
+                "Or (http://127.0.0.1:5000/products/1), http://127.0.0.1:5000/?a=1!",
+            )
+        )
+    page = app.test_client().get("/dev/mailbox").get_data(as_text=True)
+    assert '<a href="http://127.0.0.1:5000/orders">' in page
+    assert "http://127.0.0.1:5000/orders</a>." in page
+    assert '<a href="http://127.0.0.1:5000/products/1">' in page
+    assert '<a href="http://127.0.0.1:5000/?a=1">' in page

@@ -76,7 +76,9 @@ def test_purchase_commits_the_order_then_mails_and_publishes(shop, smtp_server):
     body = mail.get_content()
     assert "Hello ada@example.com" in body
     assert f"Order:    {order_id}" in body
-    assert "39.00" in body
+    assert "Price:    € 39.00" in body
+    # On a line of its own: no mail client takes a full stop into the link.
+    assert re.search(r"^http://\S+/orders\r?$", body, re.MULTILINE), body
     assert mail["Message-ID"].endswith("@storefront>")
 
     announced = events(shop, "activity")[-1]

@@ -27,7 +27,9 @@ from .models import SentMail
 bp = Blueprint("mailbox", __name__, url_prefix="/dev")
 
 PER_PAGE = 20
-_LINK = re.compile(r"https?://[^\s<>\"']+")
+#: A URL in the text of a mail; punctuation that ends the sentence it closes
+#: ("at http://.../orders.") is not part of it.
+_LINK = re.compile(r"https?://[^\s<>\"']+(?<![.,;:!?)])")
 
 
 def mailbox_enabled(app: Flask | None = None) -> bool:
