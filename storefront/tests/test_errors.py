@@ -300,3 +300,19 @@ def test_a_500_on_the_api_shows_nothing_inside(client, caplog):
 def test_the_api_asked_for_html_still_answers_a_problem_document(client):
     response = client.get("/api/nope", headers={"Accept": "text/html"})
     problem_of(response, 404)
+
+
+def test_the_mail_limit_says_its_own_message_and_when_in_plain_words(app):
+    from .conftest import csrf_token as token_of
+
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
+    for n in range(6):
+        client = app.test_client()
+        response = client.post(
+            "/reset",
+            data={"email": "ada@example.com", "csrf_token": token_of(client, "/reset")},
+            environ_base={"REMOTE_ADDR": f"192.0.2.{n + 1}"},
+        )
+    words = text_of(page_of(response, 429))
+    assert "Too many mails to this address; try again in an hour." in words
+    assert "Please try again in 60 minutes." in words, words

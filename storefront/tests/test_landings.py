@@ -133,3 +133,19 @@ def test_the_login_link_of_an_expired_form_does_not_lead_back_to_its_post(app, c
     next_field = re.search(r'name="next"[^>]*value="([^"]*)"', login_page)
     response = log_in(client, next_field[1] if next_field else "")
     assert (response.status_code, response.headers["Location"]) == (303, "/")
+
+
+def test_an_empty_current_password_is_asked_for_not_called_wrong(app, client):
+    log_in_as(app, client, add_user(app, "ada@example.com"))
+    response = client.post(
+        "/account/password",
+        data={
+            "current": "",
+            "password": "a new password",
+            "csrf_token": csrf_token(client, "/account"),
+        },
+    )
+    assert response.headers["Location"] == "/account"
+    page = client.get("/account").get_data(as_text=True)
+    assert "Enter your current password." in page
+    assert "is wrong" not in page

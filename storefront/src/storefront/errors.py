@@ -112,7 +112,9 @@ def _specific_detail(error: HTTPException, code: int) -> str | None:
     """What the app said of this error, when it said more than Werkzeug's
     generic sentence (which the page replaces with its own)."""
     if isinstance(error, RateLimitExceeded):
-        return f"The limit is {error.limit.limit}."
+        limit = str(error.limit.limit)
+        said = str(error.description)
+        return f"The limit is {limit}." if said == limit else said
     if code == 500 or error.description == type(error).description:
         return None
     return str(error.description)
@@ -136,7 +138,12 @@ def _when(retry_after: str | None) -> str | None:
     seconds = int(retry_after)
     if seconds < 120:
         return f"in {seconds} second{'s' if seconds != 1 else ''}"
-    return f"in {math.ceil(seconds / 60)} minutes"
+    # Flask-Limiter's windows end a second late: 3,601 s is 60 minutes.
+    minutes = math.ceil((seconds - 1) / 60)
+    if minutes < 90:
+        return f"in {minutes} minutes"
+    hours = round(minutes / 60)
+    return f"in about {hours} hours"
 
 
 def _url(endpoint: str, **values: t.Any) -> str | None:

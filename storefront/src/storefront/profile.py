@@ -70,11 +70,11 @@ def change_password() -> ResponseReturnValue:
     new login session."""
     user = logged_in_user()
     form = ChangePasswordForm()
-    if not verify_password(user.password_hash, text(form.current)):
-        flash("The current password is wrong.", "error")
-        return _back()
     if not form.validate():
         flash(first_error(form), "error")
+        return _back()
+    if not verify_password(user.password_hash, text(form.current)):
+        flash("The current password is wrong.", "error")
         return _back()
     user.password_hash = hash_password(text(form.password))
     log_out_everywhere(user)
