@@ -197,6 +197,7 @@ def test_errors_nginx_answers_itself_take_the_apps_forms(tmp_path, nginx):
         too_large = {"Content-Length": str(200 * 1024 * 1024)}
         for method, path, headers, status in [
             ("GET", "/api/products", None, 503),
+            ("GET", "/api", None, 503),
             ("PUT", "/api/products/1/image", too_large, 413),
         ]:
             response, body = answer(method, path, headers)
@@ -221,3 +222,57 @@ def test_errors_nginx_answers_itself_take_the_apps_forms(tmp_path, nginx):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_web_pool_that_answers_too_late_is_a_504_that_says_to_check(tmp_path, nginx):
+    """A 504 stays a 504 (the request may have been carried out), in the app's
+    forms. The web pool here accepts and never answers; the rendered
+    configuration waits 1 s for it instead of nginx's 60."""
+    import http.client
+    import socket
+
+    from conftest import free_port
+    from conftest import wait_for
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(16)
+    port = free_port()
+    env = {
+        "STOREFRONT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
+    }
+    args = argparse.Namespace(
+        listen=f"127.0.0.1:{port}",
+        web=f"127.0.0.1:{silent.getsockname()[1]}",
+        stream=f"127.0.0.1:{free_port()}",
+    )
+    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
+    site = tmp_path / "storefront.conf"
+    site.write_text(
+        site.read_text().replace(
+            "proxy_pass http://storefront_web;",
+            "proxy_read_timeout 1s; proxy_pass http://storefront_web;",
+        )
+    )
+    server = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: (tmp_path / "nginx.pid").exists(), timeout=10)
+        for path, kind, says in [
+            ("/api/orders", "application/problem+json", "may still have been"),
+            ("/orders", "text/html", "may still have been carried out"),
+        ]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", path)
+            response = connection.getresponse()
+            body = response.read().decode()
+            connection.close()
+            assert response.status == 504
+            assert response.getheader("Content-Type") == kind
+            assert says in body
+            assert response.getheader("Retry-After") is None
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        silent.close()
