@@ -44,11 +44,14 @@ docs: $(STAMP)
 SCREENSHOTS := home-user-desktop product-image-user-phone login-failed-anonymous-desktop \
 	orders-user-desktop orders-user-phone activity-desktop staff-staff-desktop 404-phone
 screenshots: $(STAMP)
+	rm -rf test-output
 	$(BIN)/python -m pytest -q -p no:cacheprovider storefront/tests/test_accessibility.py \
 		storefront/tests/test_browser_live.py storefront/tests/test_browser_errors.py
 	mkdir -p docs/images/storefront
 	for shot in $(SCREENSHOTS); do \
-		cp "$$(find test-output -name "$$shot.png" | head -n 1)" docs/images/storefront/; \
+		found=$$(find test-output -name "$$shot.png" | head -n 1); \
+		test -n "$$found" || { echo "no $$shot.png in test-output/"; exit 1; }; \
+		cp "$$found" docs/images/storefront/; \
 	done
 
 format: $(STAMP)
