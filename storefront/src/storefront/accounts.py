@@ -60,7 +60,10 @@ bp = Blueprint("accounts", __name__)
 
 ACTIVATE = "activate"
 RESET = "reset-password"
-MAIL_SENT = "We sent a mail to {email}: follow its link to go on."
+MAIL_SENT = (
+    "We sent a mail to {email}: open the link in it to go on. It can take a"
+    " minute; look in the spam folder too."
+)
 #: Mail to one address from sign-up, reset and "send the link again" together,
 #: whoever asks: the per-sender limits alone let one client mail a stranger
 #: twenty times a minute.
