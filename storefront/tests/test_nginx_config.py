@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
 import json
 import runpy
+import socket
 import subprocess
 import sys
+import typing as t
 
 import pytest
 
@@ -94,13 +98,69 @@ def test_nginx_cuts_a_stuck_stream_client_when_the_stream_worker_does(tmp_path):
     assert f"send_timeout {int(timeout)}s;" in streams
 
 
+class Nginx(t.NamedTuple):
+    """A running nginx of the rendered configuration, and how to ask it."""
+
+    port: int
+
+    def request(self, method, path, headers=None):
+        """The response (read) and its body as text."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, headers=headers or {})
+            response = connection.getresponse()
+            return response, response.read().decode()
+        finally:
+            connection.close()
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path, nginx, web_port, edit=None):
+    """nginx on a free port with the configuration ``deploy/up.py`` renders,
+    in front of a web pool on ``web_port``; ``edit`` may change the rendered
+    site first."""
+    from conftest import free_port
+    from conftest import wait_for
+
+    port = free_port()
+    env = {
+        "STOREFRONT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
+    }
+    args = argparse.Namespace(
+        listen=f"127.0.0.1:{port}",
+        web=f"127.0.0.1:{web_port}",
+        stream=f"127.0.0.1:{free_port()}",
+    )
+    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
+    site = tmp_path / "storefront.conf"
+    if edit is not None:
+        site.write_text(edit(site.read_text()))
+    server = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.DEVNULL
+    )
+
+    def listening():
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=1),
+        ):
+            return True
+        return False
+
+    try:
+        wait_for(listening, timeout=10)
+        yield Nginx(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_nginx_answers_404_for_metrics_itself_and_proxies_the_rest(
     tmp_path, nginx, port_factory
 ):
-    import http.client
     import http.server
     import threading
-    import time
 
     class Web(http.server.BaseHTTPRequestHandler):
         """A web pool that would serve anything, /metrics included."""
@@ -116,163 +176,78 @@ def test_nginx_answers_404_for_metrics_itself_and_proxies_the_rest(
 
     web = http.server.ThreadingHTTPServer(("127.0.0.1", port_factory()), Web)
     threading.Thread(target=web.serve_forever, daemon=True).start()
-    listen = f"127.0.0.1:{port_factory()}"
-    env = {
-        "STOREFRONT_PUBLIC_URL": f"http://{listen}",
-        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
-    }
-    args = argparse.Namespace(
-        listen=listen,
-        web=f"127.0.0.1:{web.server_port}",
-        stream=f"127.0.0.1:{port_factory()}",
-    )
-    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
-    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(config)])
-
-    def get(path):
-        connection = http.client.HTTPConnection(*listen.split(":"), timeout=5)
-        try:
-            connection.request("GET", path, headers={"Host": listen})
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
-
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                assert get("/")[0] == 200
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nginx never listened"
-                time.sleep(0.1)
-        for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6detrics"):
-            status, headers, body = get(path)
-            assert (status, body) == (404, b"Not Found\n"), path
-            assert ("X-Content-Type-Options", "nosniff") in headers
-        assert get("/metrics-of-a-product")[0] == 200
+        with running_nginx(tmp_path, nginx, web.server_port) as server:
+            assert server.request("GET", "/")[0].status == 200
+            for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6detrics"):
+                response, body = server.request("GET", path)
+                assert (response.status, body) == (404, "Not Found\n"), path
+                assert response.getheader("X-Content-Type-Options") == "nosniff"
+            assert server.request("GET", "/metrics-of-a-product")[0].status == 200
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         web.shutdown()
         web.server_close()
 
 
 def test_errors_nginx_answers_itself_take_the_apps_forms(tmp_path, nginx):
     """The web pool is down (nothing listens on its port) and a body is over
-    client_max_body_size: problem+json under /api/, a phone-sized page
+    client_max_body_size: problem+json under /api, a phone-sized page
     elsewhere, never nginx's own page."""
-    import http.client
-
     from conftest import free_port
-    from conftest import wait_for
 
-    port = free_port()
-    env = {
-        "STOREFRONT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
-    }
-    args = argparse.Namespace(
-        listen=f"127.0.0.1:{port}",
-        web=f"127.0.0.1:{free_port()}",
-        stream=f"127.0.0.1:{free_port()}",
-    )
-    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
-    server = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.DEVNULL
-    )
-
-    def answer(method, path, headers=None):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            connection.request(method, path, headers=headers or {})
-            response = connection.getresponse()
-            return response, response.read().decode()
-        finally:
-            connection.close()
-
-    try:
-        wait_for(lambda: (tmp_path / "nginx.pid").exists(), timeout=10)
-        too_large = {"Content-Length": str(200 * 1024 * 1024)}
+    too_large = {"Content-Length": str(200 * 1024 * 1024)}
+    with running_nginx(tmp_path, nginx, free_port()) as server:
         for method, path, headers, status in [
             ("GET", "/api/products", None, 503),
             ("GET", "/api", None, 503),
             ("PUT", "/api/products/1/image", too_large, 413),
         ]:
-            response, body = answer(method, path, headers)
+            response, body = server.request(method, path, headers)
             assert response.status == status
             assert response.getheader("Content-Type") == "application/problem+json"
             problem = json.loads(body)
             assert problem["status"] == status
             assert problem["type"] == "about:blank"
-        response, body = answer("GET", "/api/products")
+        response, body = server.request("GET", "/api/products")
         assert response.getheader("Retry-After") == "30"
         assert "try again in a minute" in json.loads(body)["detail"]
         for method, path, headers, status, says in [
             ("GET", "/", None, 503, "unavailable for a moment"),
             ("POST", "/signup", too_large, 413, "That was too large"),
         ]:
-            response, body = answer(method, path, headers)
+            response, body = server.request(method, path, headers)
             assert response.status == status
             assert response.getheader("Content-Type") == "text/html"
             assert '<meta name="viewport"' in body
             assert says in body
             assert "nginx" not in body
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_a_web_pool_that_answers_too_late_is_a_504_that_says_to_check(tmp_path, nginx):
     """A 504 stays a 504 (the request may have been carried out), in the app's
     forms. The web pool here accepts and never answers; the rendered
     configuration waits 1 s for it instead of nginx's 60."""
-    import http.client
-    import socket
-
-    from conftest import free_port
-    from conftest import wait_for
-
     silent = socket.create_server(("127.0.0.1", 0))
     silent.listen(16)
-    port = free_port()
-    env = {
-        "STOREFRONT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "STOREFRONT_PATTERNS_ASSETS_ROOT": str(tmp_path / "static"),
-    }
-    args = argparse.Namespace(
-        listen=f"127.0.0.1:{port}",
-        web=f"127.0.0.1:{silent.getsockname()[1]}",
-        stream=f"127.0.0.1:{free_port()}",
-    )
-    config = UP["render_nginx"](tmp_path, args, env, UP["public_origin"](env))
-    site = tmp_path / "storefront.conf"
-    site.write_text(
-        site.read_text().replace(
+
+    def impatient(site):
+        return site.replace(
             "proxy_pass http://storefront_web;",
             "proxy_read_timeout 1s; proxy_pass http://storefront_web;",
         )
-    )
-    server = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.DEVNULL
-    )
+
     try:
-        wait_for(lambda: (tmp_path / "nginx.pid").exists(), timeout=10)
-        for path, kind, says in [
-            ("/api/orders", "application/problem+json", "may still have been"),
-            ("/orders", "text/html", "may still have been carried out"),
-        ]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("POST", path)
-            response = connection.getresponse()
-            body = response.read().decode()
-            connection.close()
-            assert response.status == 504
-            assert response.getheader("Content-Type") == kind
-            assert says in body
-            assert response.getheader("Retry-After") is None
+        with running_nginx(
+            tmp_path, nginx, silent.getsockname()[1], impatient
+        ) as server:
+            for path, kind in [
+                ("/api/orders", "application/problem+json"),
+                ("/orders", "text/html"),
+            ]:
+                response, body = server.request("POST", path)
+                assert response.status == 504
+                assert response.getheader("Content-Type") == kind
+                assert "may still have been carried out" in body
+                assert response.getheader("Retry-After") is None
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         silent.close()
