@@ -124,6 +124,25 @@ def log_in_as(app: Flask, client: FlaskClient, user_id: int, **request: t.Any) -
 
 
 @pytest.fixture(scope="session")
+def axe() -> str:
+    """The axe-core source, installed from the npm registry into the
+    repository's ``.cache/`` the first time (fails in CI without npm)."""
+    import pathlib
+    import shutil
+    import subprocess
+
+    from conftest import service_missing
+
+    from .browsing import axe_script
+
+    try:
+        return axe_script(pathlib.Path(__file__).parents[2] / ".cache")
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        reason = "npm is not installed" if shutil.which("npm") is None else error
+        service_missing(f"axe-core cannot be installed: {reason}")
+
+
+@pytest.fixture(scope="session")
 def topology(
     tmp_path_factory: t.Any,
     postgres_server: str,

@@ -8,9 +8,7 @@ from __future__ import annotations
 import itertools
 import pathlib
 import re
-import shutil
 import struct
-import subprocess
 import typing as t
 import zlib
 
@@ -18,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from conftest import free_port
 from conftest import LiveServer
-from conftest import service_missing
 
 from flask_patterns.outbox import outbox_table
 from storefront.cli import DEMO_PASSWORD
@@ -33,7 +30,6 @@ from storefront.models import Order
 from storefront.models import Product
 from storefront.models import User
 
-from .browsing import axe_script
 from .browsing import axe_violations
 from .browsing import blocking
 from .browsing import horizontal_overflow
@@ -152,19 +148,6 @@ class Site(t.NamedTuple):
     app: t.Any
     values: dict[str, str]
     tabs: dict[str, t.Any]
-
-
-@pytest.fixture(scope="module")
-def axe() -> str:
-    """The axe-core source, installed with npm into the repository's .cache/."""
-    if shutil.which("npm") is None:
-        service_missing("npm is not installed, so axe-core cannot be installed")
-    try:
-        return axe_script(ROOT / ".cache")
-    except subprocess.CalledProcessError as error:
-        service_missing(
-            f"npm could not install axe-core: {error.stderr.decode()[-300:]}"
-        )
 
 
 @pytest.fixture(scope="module")

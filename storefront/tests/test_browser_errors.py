@@ -5,13 +5,9 @@ axe-core."""
 from __future__ import annotations
 
 import pathlib
-import shutil
-import subprocess
 
 import pytest
-from conftest import service_missing
 
-from .browsing import axe_script
 from .browsing import axe_violations
 from .browsing import blocking
 from .browsing import horizontal_overflow
@@ -19,16 +15,6 @@ from .browsing import screenshots
 from .browsing import SIZES
 
 ROOT = pathlib.Path(__file__).parents[2]
-
-
-@pytest.fixture(scope="module")
-def axe() -> str:
-    """The axe-core source, installed with npm into the repository's .cache/."""
-    try:
-        return axe_script(ROOT / ".cache")
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        reason = "npm is not installed" if shutil.which("npm") is None else error
-        service_missing(f"axe-core cannot be installed: {reason}")
 
 
 @pytest.fixture

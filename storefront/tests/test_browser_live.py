@@ -10,7 +10,6 @@ import pytest
 
 from storefront.extensions import streams
 
-from .browsing import axe_script
 from .browsing import axe_violations
 from .browsing import blocking
 from .browsing import horizontal_overflow
@@ -178,9 +177,11 @@ def test_the_page_works_while_redis_is_down_and_goes_live_when_it_is_back(
         broker.close()
 
 
-def test_the_states_of_the_page_have_no_serious_accessibility_problem(shop, chromium):
+def test_the_states_of_the_page_have_no_serious_accessibility_problem(
+    shop, chromium, axe
+):
     _, broker, url = shop
-    source = axe_script(ROOT / ".cache")
+    source = axe
     page = chromium.new_page()
     try:
         page.goto(f"{url}/activity")
