@@ -38,8 +38,6 @@ from .browsing import SIZES
 from .conftest import mail_bodies
 from .conftest import make_app
 
-ROOT = pathlib.Path(__file__).parents[2]
-
 ANONYMOUS, USER, STAFF = "anonymous", "user", "staff"
 ANYONE = (ANONYMOUS, USER)
 LOGINS = {USER: DEMO_USERS[0], STAFF: DEMO_STAFF}

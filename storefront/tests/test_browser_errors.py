@@ -4,8 +4,6 @@ axe-core."""
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from .browsing import axe_violations
@@ -13,8 +11,6 @@ from .browsing import blocking
 from .browsing import horizontal_overflow
 from .browsing import screenshots
 from .browsing import SIZES
-
-ROOT = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture

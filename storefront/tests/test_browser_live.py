@@ -4,8 +4,6 @@ it without a gap or a repeat, and the page says how its connection is."""
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from storefront.extensions import streams
@@ -15,7 +13,6 @@ from .browsing import blocking
 from .browsing import horizontal_overflow
 from .browsing import screenshots
 
-ROOT = pathlib.Path(__file__).parents[2]
 LIVE = "#status:has-text('Live')"
 
 
