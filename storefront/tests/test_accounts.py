@@ -153,6 +153,9 @@ def test_pages_that_set_a_password_name_the_account_for_password_managers(app, c
     account = client.get("/account").get_data(as_text=True)
     assert USERNAME_FIELD in account
     assert account.count('autocomplete="username"') == 1, "the password form only"
+    post(client, "/reset", {"email": "ada@example.com"}, form_page="/reset")
+    reset_link = link_in(next(m for m in reversed(mails(app)) if "/reset/" in m[2]))
+    assert USERNAME_FIELD in client.get(reset_link).get_data(as_text=True)
 
 
 def test_expired_activation_link_offers_a_new_one(app, client, monkeypatch):

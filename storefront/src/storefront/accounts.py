@@ -338,7 +338,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         return _link_problem(user, RESET)
     form = ResetPasswordForm()
     if not form.validate_on_submit():
-        return _form_page("accounts/reset_password.html", form=form)
+        return _form_page("accounts/reset_password.html", email=user.email, form=form)
     unused = sa.and_(
         User.password_hash.is_not_distinct_from(user.password_hash),
         User.last_login_at.is_not_distinct_from(user.last_login_at),
