@@ -19,11 +19,28 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _isoformat(value: dt.datetime) -> str:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes of what was UTC."""
+def in_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware time in UTC; SQLite hands back naive datetimes of
+    what was UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc).isoformat()
-    return value.astimezone(dt.timezone.utc).isoformat()
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _isoformat(value: dt.datetime) -> str:
+    """ISO 8601 in UTC."""
+    return in_utc(value).isoformat()
+
+
+def readable_utc(value: dt.datetime) -> str:
+    """A time for people, in UTC: ``"7 Dec 2026, 14:03 UTC"``."""
+    value = in_utc(value)
+    return f"{value.day} {value:%b %Y, %H:%M} UTC"
+
+
+def money(cents: int) -> str:
+    """An amount of cents formatted for display, such as ``"12.50"``."""
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 class Product(Base):
@@ -42,7 +59,7 @@ class Product(Base):
     @property
     def price(self) -> str:
         """The price formatted for display, such as ``"12.50"``."""
-        return f"{self.price_cents // 100}.{self.price_cents % 100:02d}"
+        return money(self.price_cents)
 
     def to_json(self) -> dict[str, object]:
         """The product as the API shows it."""
@@ -161,7 +178,7 @@ class Order(Base):
     @property
     def price(self) -> str:
         """The price paid, formatted for display, such as ``"12.50"``."""
-        return f"{self.price_cents // 100}.{self.price_cents % 100:02d}"
+        return money(self.price_cents)
 
     @property
     def placed_at_iso(self) -> str:
@@ -171,8 +188,7 @@ class Order(Base):
     @property
     def placed_at_text(self) -> str:
         """When the order was placed, for people: ``"7 Dec 2026, 14:03 UTC"``."""
-        placed = dt.datetime.fromisoformat(self.placed_at_iso)
-        return f"{placed.day} {placed:%b %Y, %H:%M} UTC"
+        return readable_utc(self.created_at)
 
     def to_json(self) -> dict[str, object]:
         """The order as the API shows it; the product is serialized in turn."""

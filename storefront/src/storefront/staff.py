@@ -31,7 +31,9 @@ from .extensions import db
 from .extensions import outbox
 from .logins import current_user
 from .logins import login_required
+from .models import in_utc
 from .models import Order
+from .models import readable_utc
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -75,15 +77,10 @@ class OutboxEntry:
             kind=row.kind,
             summary=_summary(row.kind, row.payload),
             attempts=row.attempts,
-            created_at=_aware(row.created_at),
-            due_at=_aware(row.available_at),
+            created_at=in_utc(row.created_at),
+            due_at=in_utc(row.available_at),
             last_error=row.last_error,
         )
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes of what was UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _summary(kind: str, payload: str) -> str:
@@ -98,11 +95,7 @@ def _summary(kind: str, payload: str) -> str:
     return kind
 
 
-@bp.app_template_filter("utc")
-def utc(value: dt.datetime) -> str:
-    """A time for people: ``"7 Dec 2026, 14:03 UTC"``."""
-    value = _aware(value).astimezone(dt.timezone.utc)
-    return f"{value.day} {value:%b %Y, %H:%M} UTC"
+bp.add_app_template_filter(readable_utc, "utc")
 
 
 @bp.get("")
