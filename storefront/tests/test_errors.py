@@ -70,6 +70,15 @@ def page_of(response, status):
     return html
 
 
+def plain_page_of(response, status):
+    """The HTML of the plain error page, sent when the layout cannot be."""
+    assert response.status_code == status
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert VIEWPORT in html
+    return html
+
+
 def problem_of(response, status):
     """The problem document of an API error, after the checks every one passes."""
     assert response.status_code == status
@@ -210,11 +219,7 @@ def test_a_plain_500_page_when_the_layout_itself_fails(app, client, caplog):
     # As a template context that loads the user from the database would.
     app.context_processor(lambda: {"products": db.session.scalars(sa.select(Product))})
     Product.__table__.drop(db.engine_for(app))
-    response = client.get("/")
-    assert response.status_code == 500
-    assert response.mimetype == "text/html"
-    html = response.get_data(as_text=True)
-    assert VIEWPORT in html
+    html = plain_page_of(client.get("/"), 500)
     assert "Something went wrong on our side" in html
     assert '<a href="/">Back to the home page</a>' in html
     assert "no such table" not in html
@@ -222,11 +227,7 @@ def test_a_plain_500_page_when_the_layout_itself_fails(app, client, caplog):
 
 
 def test_an_untrusted_host_gets_a_plain_400_page_and_no_alarm(client, caplog):
-    response = client.get("/", headers={"Host": "evil.test"})
-    assert response.status_code == 400
-    assert response.mimetype == "text/html"
-    html = response.get_data(as_text=True)
-    assert VIEWPORT in html
+    html = plain_page_of(client.get("/", headers={"Host": "evil.test"}), 400)
     assert "Something in the request was wrong" in html
     assert "Host &#39;evil.test&#39; is not trusted." in html
     assert "could not be rendered" not in caplog.text
