@@ -41,18 +41,17 @@ DEMO_PASSWORD = "storefront"  # noqa: S105 - demo accounts, printed on purpose
 def init_db() -> None:
     """Bring the schema to the newest migration. A database made before the
     shop had migrations gets its missing tables, and is recorded as the first
-    migration if it has the first migration's columns, or as the newest one if
-    it has every column."""
+    migration if it has the first migration's columns, or as the last one that
+    changed the schema if it has every column, then upgraded from there."""
     if migrate.has_history(db.engine) or not _has_tables():
         migrate.run(command.upgrade, "head")
     else:
         for metadata in migrate.target_metadata():
             metadata.create_all(db.engine)
         missing = missing_columns()
-        if not missing:
-            migrate.run(command.stamp, "head")
-        elif set(missing) <= LATER_COLUMNS:
-            migrate.run(command.stamp, FIRST_REVISION)
+        if not missing or set(missing) <= LATER_COLUMNS:
+            # The data migrations after the schema's still have to run.
+            migrate.run(command.stamp, LAST_SCHEMA if not missing else FIRST_REVISION)
             migrate.run(command.upgrade, "head")
         else:
             raise click.ClickException(
@@ -67,6 +66,9 @@ def init_db() -> None:
 #: The migration that matches a schema made by ``create_all`` before there were
 #: migrations.
 FIRST_REVISION = "0001"
+#: The newest migration that changes the schema: a database made by
+#: ``create_all`` with every column is at this one (later ones change data).
+LAST_SCHEMA = "0002"
 #: The ``table.column`` names that migrations after the first one add.
 LATER_COLUMNS = {"outbox_message.context", "flask_patterns_held_event.context"}
 
