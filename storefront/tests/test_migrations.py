@@ -132,7 +132,7 @@ OLD_ADDRESSES = {
 def emails(app):
     with db.engine_for(app).connect() as connection:
         rows = connection.execute(sa.text("SELECT id, email FROM user_account"))
-        return {id_: email for id_, email in rows}
+        return dict(rows.all())
 
 
 def test_upgrading_writes_stored_addresses_in_the_form_the_forms_look_up(
