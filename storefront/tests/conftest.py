@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import typing as t
 
 import pytest
@@ -10,6 +11,9 @@ from flask.testing import FlaskCliRunner
 from storefront import create_app
 from storefront.extensions import db
 from storefront.migrate import target_metadata
+
+#: The CSRF token of a form in a page: ``CSRF.search(page)[1]``.
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def make_app(tmp_path: t.Any, **config: t.Any) -> Flask:
@@ -64,10 +68,8 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 def csrf_token(client: FlaskClient, path: str = "/signup") -> str:
     """The CSRF token of the form on ``path``."""
-    import re
-
     page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    found = CSRF.search(page)
     assert found is not None, f"no form with a CSRF token on {path}"
     return found[1]
 

@@ -16,8 +16,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from .conftest import CSRF
+
 ROOT = Path(__file__).resolve().parents[2]
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 class Topology:

@@ -14,13 +14,14 @@ from storefront.extensions import db
 from storefront.models import SentMail
 from storefront.models import User
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from .conftest import CSRF
+
 PUBLIC = "http://127.0.0.1:5000"
 _LINK = re.compile(re.escape(PUBLIC) + r"(/\S+)")
 
 
 def csrf_token(client, path="/signup"):
-    return _CSRF.search(client.get(path).get_data(as_text=True))[1]
+    return CSRF.search(client.get(path).get_data(as_text=True))[1]
 
 
 def post(client, path, data, *, form_page=None):

@@ -19,13 +19,13 @@ from storefront.models import Order
 from storefront.models import Product
 
 from .conftest import add_user
+from .conftest import CSRF
 from .conftest import log_in_as
 
 MIB = 1 << 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 WEBP = b"RIFF\x00\x10\x00\x00WEBPVP8 " + bytes(range(256)) * 4
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def log_in(
     its id and the CSRF token the pages give it."""
     user_id = add_user(app, email, is_staff=staff)
     log_in_as(app, client, user_id)
-    return user_id, _CSRF.search(client.get("/").get_data(as_text=True))[1]
+    return user_id, CSRF.search(client.get("/").get_data(as_text=True))[1]
 
 
 def put_image(client, token: str | None, body: bytes = PNG, **kwargs: t.Any) -> t.Any:

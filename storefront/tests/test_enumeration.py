@@ -4,8 +4,6 @@ password hashes, mails queued) for a known, a waiting and an unknown address."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import sqlalchemy as sa
 
@@ -14,14 +12,15 @@ from storefront import passwords
 from storefront.extensions import db
 from storefront.extensions import streams
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from .conftest import CSRF
+
 ACTIVE, WAITING, UNKNOWN = "ada@example.com", "new@example.com", "nobody@example.com"
 
 
 @pytest.fixture
 def shop(app, runner, client):
     runner.invoke(args=["demo"])
-    token = _CSRF.search(client.get("/signup").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/signup").get_data(as_text=True))[1]
     client.post("/signup", data={"email": WAITING, "csrf_token": token})
     return app
 
@@ -51,13 +50,13 @@ def answer(app, path, form_page, **fields):
     client = app.test_client()
     page = client.get(form_page).get_data(as_text=True)
     before = queued(app)
-    response = client.post(path, data={**fields, "csrf_token": _CSRF.search(page)[1]})
+    response = client.post(path, data={**fields, "csrf_token": CSRF.search(page)[1]})
     shown = response.get_data(as_text=True)
     if response.status_code in (302, 303):
         shown = client.get(response.headers["Location"]).get_data(as_text=True)
     for email in (ACTIVE, WAITING, UNKNOWN):
         shown = shown.replace(email, "<address>")
-    shown = _CSRF.sub("csrf", shown)
+    shown = CSRF.sub("csrf", shown)
     return (
         response.status_code,
         response.headers.get("Location"),

@@ -15,11 +15,11 @@ from storefront.extensions import db
 from storefront.models import Order
 from storefront.models import Product
 
+from .conftest import CSRF
 from .test_purchase import logged_in
 from .test_purchase import product_id
 from .test_purchase import scalar
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 _KEY = re.compile(r'name="purchase_key"[^>]*value="([^"]+)"')
 
 
@@ -32,7 +32,7 @@ def shop(app_factory, smtp_server):
 
 def form_of(client, pid):
     page = client.get(f"/products/{pid}").get_data(as_text=True)
-    return {"csrf_token": _CSRF.search(page)[1], "purchase_key": _KEY.search(page)[1]}
+    return {"csrf_token": CSRF.search(page)[1], "purchase_key": _KEY.search(page)[1]}
 
 
 def count(app, model):
@@ -93,7 +93,7 @@ def test_a_malformed_key_is_refused(shop, key):
 
 
 def api_token(client):
-    return _CSRF.search(client.get("/").get_data(as_text=True))[1]
+    return CSRF.search(client.get("/").get_data(as_text=True))[1]
 
 
 def test_the_api_buys_once_per_idempotency_key(shop):

@@ -14,7 +14,6 @@ from storefront.security import MAX_ID
 from .conftest import csrf_token
 from .conftest import mail_bodies
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 TEMPLATES = Path(storefront.__file__).parent / "templates"
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from storefront.extensions import streams
 
+from .conftest import CSRF
+
 
 def test_activity_page_listens_to_the_activity_stream(client):
     page = client.get("/activity").get_data(as_text=True)
@@ -245,7 +247,7 @@ def test_a_purchase_is_announced_with_its_time(app):
 
 def buy(client, product_id):
     page = client.get(f"/products/{product_id}").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+    token = CSRF.search(page)[1]
     return client.post(f"/products/{product_id}/purchase", data={"csrf_token": token})
 
 

@@ -16,13 +16,14 @@ from storefront.extensions import outbox
 from storefront.mailbox import PER_PAGE
 from storefront.models import SentMail
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from .conftest import CSRF
+
 WARNING = "mail (activation and reset links included) stays queued in the outbox"
 
 
 def sign_up(app, email):
     client = app.test_client()
-    token = _CSRF.search(client.get("/signup").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/signup").get_data(as_text=True))[1]
     return client.post("/signup", data={"email": email, "csrf_token": token})
 
 

@@ -19,7 +19,7 @@ from storefront.models import Order
 from storefront.models import Product
 from storefront.models import User
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from .conftest import CSRF
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def shop(app_factory, smtp_server):
 
 def logged_in(app, email="ada@example.com"):
     client = app.test_client()
-    token = _CSRF.search(client.get("/login").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/login").get_data(as_text=True))[1]
     response = client.post(
         "/login",
         data={"email": email, "password": "storefront", "csrf_token": token},
@@ -42,7 +42,7 @@ def logged_in(app, email="ada@example.com"):
 
 def buy(client, product_id):
     page = client.get(f"/products/{product_id}").get_data(as_text=True)
-    token = _CSRF.search(page)[1]
+    token = CSRF.search(page)[1]
     return client.post(f"/products/{product_id}/purchase", data={"csrf_token": token})
 
 
@@ -130,7 +130,7 @@ def test_an_exception_after_the_write_sends_no_mail_and_publishes_nothing(
     page = client.get(f"/products/{kettle}").get_data(as_text=True)
     monkeypatch.setattr(shop_module, "flash", broken_flash)
     response = client.post(
-        f"/products/{kettle}/purchase", data={"csrf_token": _CSRF.search(page)[1]}
+        f"/products/{kettle}/purchase", data={"csrf_token": CSRF.search(page)[1]}
     )
     assert response.status_code == 500
     assert scalar(shop, sa.select(Product.stock).where(Product.id == kettle)) == 8
@@ -156,7 +156,7 @@ def test_purchase_needs_a_login_and_a_csrf_token(shop):
     assert response.status_code in (302, 400)
     client = logged_in(shop)
     assert client.post("/products/1/purchase").status_code == 400
-    token = _CSRF.search(client.get("/products/1").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/products/1").get_data(as_text=True))[1]
     missing = client.post("/products/999/purchase", data={"csrf_token": token})
     assert missing.status_code == 404
     assert scalar(shop, sa.select(sa.func.count()).select_from(Order)) == 0
@@ -186,7 +186,7 @@ def test_the_activity_page_gives_a_logged_in_user_their_own_channel(shop):
 
 def test_the_public_feed_names_a_buyer_only_by_a_chosen_public_name(shop):
     client = logged_in(shop)
-    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/account").get_data(as_text=True))[1]
     saved = client.post(
         "/account/name", data={"display_name": "  Ada   L. ", "csrf_token": token}
     )
@@ -231,7 +231,7 @@ def test_no_part_of_an_address_reaches_the_public_feed_or_its_replay(shop):
 )
 def test_a_public_name_that_could_mislead_is_refused(shop, name, message):
     client = logged_in(shop)
-    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/account").get_data(as_text=True))[1]
     response = client.post(
         "/account/name", data={"display_name": name, "csrf_token": token}
     )

@@ -11,11 +11,11 @@ import pytest
 import storefront
 
 from .conftest import add_user
+from .conftest import CSRF
 from .conftest import csrf_token
 from .conftest import log_in_as
 from .conftest import mail_bodies
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 TEMPLATES = Path(storefront.__file__).parent / "templates"
 
 
@@ -65,7 +65,7 @@ def test_links_in_mail_use_the_public_url_whatever_host_the_request_names(
     page = client.get("/signup", headers=headers).get_data(as_text=True)
     client.post(
         "/signup",
-        data={"email": "ada@example.com", "csrf_token": _CSRF.search(page)[1]},
+        data={"email": "ada@example.com", "csrf_token": CSRF.search(page)[1]},
         headers=headers,
     )
     (body,) = mail_bodies(app)
@@ -190,7 +190,7 @@ def test_the_stream_token_cookie_is_deleted_with_its_own_flags(app_factory):
     log_in_as(
         app, client, add_user(app, "ada@example.com"), base_url="https://shop.example"
     )
-    token = _CSRF.search(client.get("/", base_url="https://shop.example").text)[1]
+    token = CSRF.search(client.get("/", base_url="https://shop.example").text)[1]
     # Flask-WTF wants a same-origin Referer over https (which Referrer-Policy:
     # same-origin keeps sending).
     response = client.post(

@@ -16,13 +16,13 @@ from storefront.models import SentMail
 from storefront.models import User
 
 from .conftest import copy_of
+from .conftest import CSRF
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 _LINK = re.compile(r"http://127\.0\.0\.1:5000(/\S+)")
 
 
 def post(client, path, data=None, *, form_page="/"):
-    token = _CSRF.search(client.get(form_page).get_data(as_text=True))[1]
+    token = CSRF.search(client.get(form_page).get_data(as_text=True))[1]
     return client.post(path, data={**(data or {}), "csrf_token": token})
 
 
@@ -237,7 +237,7 @@ def test_activation_ends_any_session_made_before_it(app):
 def test_guessing_the_current_password_is_rate_limited(app, runner):
     runner.invoke(args=["demo"])
     client = log_in(app)
-    token = _CSRF.search(client.get("/account").get_data(as_text=True))[1]
+    token = CSRF.search(client.get("/account").get_data(as_text=True))[1]
     statuses = [
         client.post(
             "/account/password",
@@ -299,7 +299,7 @@ def test_two_sign_ups_of_one_new_address_at_once_both_get_the_same_answer(
             DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://")
         )
     late = app.test_client()
-    token = _CSRF.search(late.get("/signup").get_data(as_text=True))[1]
+    token = CSRF.search(late.get("/signup").get_data(as_text=True))[1]
     first = post(
         app.test_client(), "/signup", {"email": "race@example.com"}, form_page="/signup"
     )
