@@ -34,6 +34,7 @@ from .images import image_folder
 from .images import IMAGE_TYPES
 from .images import MAX_IMAGE_SIZE
 from .logins import current_user
+from .logins import staff_only
 from .models import Order
 from .models import Product
 from .orders import checked_key
@@ -52,19 +53,6 @@ def api_login_required(view: F) -> F:
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
         if not current_user.is_authenticated:
             abort(401, "Log in first.")
-        return view(*args, **kwargs)
-
-    return t.cast(F, wrapped)
-
-
-def staff_only(view: F) -> F:
-    """Answer 403 to a logged-in user who is not staff; put it under
-    :func:`api_login_required`."""
-
-    @functools.wraps(view)
-    def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if not current_user.is_staff:
-            abort(403, "Only staff may change products.")
         return view(*args, **kwargs)
 
     return t.cast(F, wrapped)
@@ -132,7 +120,7 @@ def purchase(product_id: int) -> t.Any:  # an Order, which JSONResponses convert
 
 @bp.put("/products/<int:product_id>/image")
 @api_login_required
-@staff_only
+@staff_only("Only staff may change products.")
 @csrf_protected
 @stream_body(max_size=MAX_IMAGE_SIZE, content_types=IMAGE_TYPES)
 def upload_image(product_id: int) -> ResponseReturnValue:

@@ -11,12 +11,14 @@ deleting the row logs that browser out, wherever a copy of the cookie is.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import typing as t
 
 import flask_login
 import sqlalchemy as sa
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import Flask
@@ -47,6 +49,23 @@ def login_required(view: F) -> F:
     """Flask-Login's ``login_required``: anonymous visitors go to the login
     form, and come back here afterwards."""
     return t.cast(F, flask_login.login_required(view))
+
+
+def staff_only(refusal: str) -> t.Callable[[F], F]:
+    """A view for the shop's staff: any other logged-in user gets a 403 that
+    says ``refusal``. It goes under a login check (:func:`login_required`, or
+    the API's own), which deals with anonymous visitors first."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            if not current_user.is_staff:
+                abort(403, refusal)
+            return view(*args, **kwargs)
+
+        return t.cast(F, wrapped)
+
+    return decorate
 
 
 def logged_in_user() -> User:

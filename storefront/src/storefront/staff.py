@@ -7,14 +7,12 @@ Staff only: a visitor goes to the login form, a customer gets a 403.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 import typing as t
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import abort
 from flask import Blueprint
 from flask import flash
 from flask import redirect
@@ -29,8 +27,8 @@ from flask_patterns.outbox_admin import select_messages
 
 from .extensions import db
 from .extensions import outbox
-from .logins import current_user
 from .logins import login_required
+from .logins import staff_only
 from .models import in_utc
 from .models import Order
 from .models import readable_utc
@@ -48,14 +46,7 @@ F = t.TypeVar("F", bound=t.Callable[..., ResponseReturnValue])
 
 def staff_required(view: F) -> F:
     """Only staff: visitors log in first, customers get a 403."""
-
-    @functools.wraps(view)
-    def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if not current_user.is_staff:
-            abort(403, "This page is for the shop's staff.")
-        return view(*args, **kwargs)
-
-    return login_required(t.cast(F, wrapped))
+    return login_required(staff_only("This page is for the shop's staff.")(view))
 
 
 @dataclass(frozen=True)
