@@ -115,6 +115,14 @@ def test_orders_need_a_login_and_answer_401_json(client):
     response = client.get("/api/orders")
     assert response.status_code == 401
     assert response.get_json()["detail"] == "Log in first."
+    # A 401 names how to authenticate: the login form's session cookie.
+    challenge = response.www_authenticate
+    assert challenge.type == "cookie"
+    assert challenge.parameters == {
+        "realm": "storefront",
+        "form-action": "/login",
+        "cookie-name": client.application.config["SESSION_COOKIE_NAME"],
+    }
 
 
 def test_orders_are_the_users_own_with_their_products(shop, app, client):

@@ -21,8 +21,12 @@ import typing as t
 import sqlalchemy as sa
 from flask import abort
 from flask import Blueprint
+from flask import current_app
 from flask import request
+from flask import url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
 from flask_patterns.bodies import save_body
 from flask_patterns.bodies import stream_body
@@ -52,10 +56,23 @@ def api_login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
         if not current_user.is_authenticated:
-            abort(401, "Log in first.")
+            raise Unauthorized("Log in first.", www_authenticate=_login_challenge())
         return view(*args, **kwargs)
 
     return t.cast(F, wrapped)
+
+
+def _login_challenge() -> WWWAuthenticate:
+    """The challenge a 401 must carry (RFC 9110, 11.6.1): the credential is the
+    session cookie the login form sets, in the ``Cookie`` scheme's terms."""
+    return WWWAuthenticate(
+        "Cookie",
+        {
+            "realm": "storefront",
+            "form-action": url_for("accounts.login"),
+            "cookie-name": current_app.config["SESSION_COOKIE_NAME"],
+        },
+    )
 
 
 def csrf_protected(view: F) -> F:
