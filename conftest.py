@@ -181,6 +181,19 @@ class RedisProcess:
                 time.sleep(0.05)
         client.close()
 
+    @contextlib.contextmanager
+    def frozen(self) -> t.Iterator[None]:
+        """Stop the server's process (SIGSTOP) for the block: its port still
+        accepts connections, and nothing answers on them, as a hung server or a
+        network that drops packets does."""
+        import signal
+
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

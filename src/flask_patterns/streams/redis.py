@@ -128,14 +128,23 @@ def _checked_replies(
 
 
 def _default_options() -> dict[str, t.Any]:
+    """A Redis that does not answer costs a request one timeout, not several:
+    a refused or reset connection (a restart, a failover) is tried again twice
+    at once, a timeout (a frozen server, a network that drops packets) is not,
+    since the next attempt would wait as long again for the same silence."""
+    import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
     return {
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 1,
         "health_check_interval": 10,
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry": Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            2,
+            supported_errors=(redis.ConnectionError,),
+        ),
     }
 
 
@@ -233,7 +242,8 @@ class RedisBroker(FanOutBroker):
         is busy (a storm of reconnecting streams replaying their history) a
         command waits up to ``pool_timeout`` seconds for one instead of failing.
     :param options: passed to :meth:`redis.BlockingConnectionPool.from_url`
-        over the defaults (short timeouts and two quick retries).
+        over the defaults: 1 s to connect and 1 s for a reply, and two quick
+        retries of a refused or reset connection but none of a timeout.
     """
 
     remote = True
