@@ -143,3 +143,29 @@ def test_readyz_follows_a_sentinel_failover(app_factory, sentinel_set):
     assert set(seen) == {503, 200}
     with redis.Redis(port=sentinel_set.replica) as promoted:
         assert promoted.info("replication")["role"] == "master"
+
+
+def test_a_frozen_redis_costs_a_probe_and_a_page_one_short_timeout(
+    app_factory, redis_process
+):
+    """A Redis that accepts connections and never answers (a hung server, a
+    network that drops packets) makes the probe say so, and the feed page
+    render without its history, each after one reply timeout (1 s), where
+    redis-py's retries of timeouts made that 15 s and 46 s."""
+    client = app_factory(REDIS_URL=redis_process.url, READYZ_TOKEN=TOKEN).test_client()
+    assert client.get("/readyz").status_code == 200
+    with redis_process.frozen():
+        started = time.monotonic()
+        probe = client.get("/readyz", headers=WITH_TOKEN)
+        page = client.get("/activity")
+        waited = time.monotonic() - started
+    assert probe.status_code == 503
+    assert probe.json["checks"]["broker"].endswith(
+        f"127.0.0.1:{redis_process.port} failed: Timeout reading from"
+        f" 127.0.0.1:{redis_process.port}"
+    )
+    assert page.status_code == 200
+    assert "Recent activity cannot be shown right now." in page.text
+    assert waited < 2 * 2.5, waited
+    assert client.get("/readyz").status_code == 200
+    assert "Recent activity cannot" not in client.get("/activity").text
