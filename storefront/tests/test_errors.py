@@ -317,3 +317,45 @@ def test_the_mail_limit_says_its_own_message_and_when_in_plain_words(app):
     words = text_of(page_of(response, 429))
     assert "Too many mails to this address; try again in an hour." in words
     assert "Please try again in 60 minutes." in words, words
+
+
+# The database away.
+
+
+@pytest.fixture
+def shop_on_postgres(app_factory, postgres_url, postgres_relay):
+    """The shop on PostgreSQL through a relay the test can cut."""
+    url = sa.make_url(postgres_url).set(host="127.0.0.1", port=postgres_relay.port)
+    return app_factory(
+        DATABASE_URL=url.render_as_string(hide_password=False),
+        PROPAGATE_EXCEPTIONS=False,
+    )
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_to_try_again(
+    shop_on_postgres, postgres_relay, caplog
+):
+    client = shop_on_postgres.test_client()
+    assert client.get("/").status_code == 200
+    postgres_relay.cut()
+    response = client.get("/")
+    html = page_of(response, 503)
+    assert response.headers["Retry-After"] == "30"
+    assert "The shop is unavailable for a moment" in html
+    assert "nothing was done. Please try again in 30 seconds." in text_of(html)
+    assert "127.0.0.1" not in html, "nothing of the connection is shown"
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged[0].getMessage().startswith("The database is unavailable: ")
+    assert logged[0].exc_info is not None
+    problem = problem_of(client.get("/api/products/1"), 503)
+    assert problem["detail"].startswith("The shop cannot reach its data right now")
+    postgres_relay.restore()
+    assert client.get("/").status_code == 200
+
+
+def test_another_database_error_is_still_a_500(shop_on_postgres, caplog):
+    with db.engine_for(shop_on_postgres).begin() as connection:
+        connection.execute(sa.text("DROP TABLE product CASCADE"))
+    html = page_of(shop_on_postgres.test_client().get("/"), 500)
+    assert "The error was logged." in html
+    assert "Exception on / [GET]" in caplog.text

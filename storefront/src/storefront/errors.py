@@ -16,6 +16,8 @@ import math
 import time
 import typing as t
 
+import psycopg
+import sqlalchemy as sa
 from flask import current_app
 from flask import Flask
 from flask import render_template
@@ -27,6 +29,7 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ServiceUnavailable
 
 from flask_patterns.logs import current_request_id
 
@@ -41,9 +44,34 @@ _PAGE = "errors/error.html"
 _PLAIN_PAGE = "errors/plain.html"
 
 
+#: Seconds a client is asked to wait when the database did not answer.
+DATABASE_RETRY_AFTER = 30
+
+
 def init_app(app: Flask) -> None:
-    """Answer every HTTP error of ``app`` with a page or a problem document."""
+    """Answer every HTTP error of ``app`` with a page or a problem document,
+    and a database that cannot be reached as a 503 to try again."""
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(sa.exc.OperationalError, handle_database_error)
+
+
+def handle_database_error(error: sa.exc.OperationalError) -> ResponseReturnValue:
+    """A PostgreSQL that refuses, drops or does not answer the connection (or
+    shuts down, or is in recovery) is a 503 with ``Retry-After``: the request
+    did nothing and may be tried again. Any other database error stays a 500.
+    Either is logged with its traceback, and neither shows what it said."""
+    if not isinstance(error.orig, psycopg.OperationalError):
+        raise error  # Flask answers it as the 500 it is, and logs it
+    current_app.logger.error(
+        "The database is unavailable: %s", error.orig, exc_info=error
+    )
+    return handle_http_error(
+        ServiceUnavailable(DATABASE_UNAVAILABLE, retry_after=DATABASE_RETRY_AFTER)
+    )
+
+
+#: What a 503 of the database says, on a page and in the API.
+DATABASE_UNAVAILABLE = "The shop cannot reach its data right now, so nothing was done."
 
 
 def is_api_path(path: str) -> bool:
