@@ -16,6 +16,7 @@ from .sqlite import writer_lock
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
+    "DEFAULT_CONNECT_TIMEOUT",
     "adopt_engine",
     "create_engine",
     "resolve_url",
