@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import types
 
 import pytest
 import sqlalchemy as sa
@@ -76,3 +77,30 @@ def test_a_connect_timeout_of_the_url_or_the_options_wins(silent_port):
     given = {"connect_args": {"connect_timeout": 2, "application_name": "shop"}}
     assert 1.5 <= time_to_fail(create_engine(url, given)) < 4
     assert given["connect_args"] == {"connect_timeout": 2, "application_name": "shop"}
+
+
+def test_a_postgresql_driver_not_on_libpq_is_not_given_connect_timeout():
+    """pg8000 refuses an argument it does not know; its own is ``timeout``."""
+    given = {}
+
+    def connect(**arguments):
+        given.update(arguments)
+        raise Refused("no server here")
+
+    class Refused(Exception):
+        pass
+
+    pg8000 = types.SimpleNamespace(
+        __version__="1.31.2",
+        paramstyle="format",
+        connect=connect,
+        **dict.fromkeys(
+            ["Error", "DatabaseError", "OperationalError", "InterfaceError"], Refused
+        ),
+        ProgrammingError=Refused,
+    )
+    url = sa.make_url("postgresql+pg8000://shop@127.0.0.1:1/shop")
+    engine = create_engine(url, {"module": pg8000})
+    with pytest.raises(sa.exc.DBAPIError, match="no server here"):
+        engine.connect()
+    assert given == {"host": "127.0.0.1", "port": 1, "user": "shop", "database": "shop"}

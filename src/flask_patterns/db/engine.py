@@ -56,6 +56,9 @@ def sqlite_file(url: sa.URL) -> str | None:
 #: options' ``connect_timeout`` says otherwise. libpq's own default is to wait
 #: for ever on a server that accepts the connection and never answers.
 DEFAULT_CONNECT_TIMEOUT = 5
+#: The PostgreSQL drivers on libpq, which take ``connect_timeout`` (pg8000 and
+#: asyncpg name theirs ``timeout`` and refuse an unknown argument).
+_LIBPQ_DRIVERS = ("psycopg", "psycopg2")
 
 #: Milliseconds a SQLite connection waits for a lock before ``database is
 #: locked``, unless ``sqlite_busy_timeout_ms`` says otherwise.
@@ -64,8 +67,8 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     """An engine for ``url``: pre-ping and LIFO pools, a connection timeout on
-    PostgreSQL, and for a SQLite file its pragmas, real ``BEGIN`` statements
-    and the per-file writer lock.
+    PostgreSQL through libpq, and for a SQLite file its pragmas, real
+    ``BEGIN`` statements and the per-file writer lock.
 
     ``options`` go to :func:`sqlalchemy.create_engine`, except
     ``sqlite_busy_timeout_ms`` (5000).
@@ -77,7 +80,7 @@ def create_engine(url: sa.URL, options: dict[str, t.Any]) -> sa.Engine:
     if not in_memory:
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_use_lifo", True)
-    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+    if url.get_driver_name() in _LIBPQ_DRIVERS and "connect_timeout" not in url.query:
         connect_args = dict(options.get("connect_args", {}))
         connect_args.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         options["connect_args"] = connect_args
