@@ -49,7 +49,7 @@ def init_db() -> None:
         for metadata in migrate.target_metadata():
             metadata.create_all(db.engine)
         missing = missing_columns()
-        if not missing or set(missing) <= LATER_COLUMNS:
+        if set(missing) <= LATER_COLUMNS:
             # The data migrations after the schema's still have to run.
             migrate.run(command.stamp, LAST_SCHEMA if not missing else FIRST_REVISION)
             migrate.run(command.upgrade, "head")

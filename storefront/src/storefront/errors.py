@@ -39,13 +39,13 @@ from .extensions import limiter
 SERVER_ERROR_DETAIL = (
     "Something went wrong on our side. The error was logged; please try again."
 )
+#: What a 503 of the database says, on a page and in the API.
+DATABASE_UNAVAILABLE = "The shop cannot reach its data right now, so nothing was done."
+#: Seconds a client is asked to wait when the database did not answer.
+DATABASE_RETRY_AFTER = 30
 PROBLEM_JSON = "application/problem+json"
 _PAGE = "errors/error.html"
 _PLAIN_PAGE = "errors/plain.html"
-
-
-#: Seconds a client is asked to wait when the database did not answer.
-DATABASE_RETRY_AFTER = 30
 
 
 def init_app(app: Flask) -> None:
@@ -68,10 +68,6 @@ def handle_database_error(error: sa.exc.OperationalError) -> ResponseReturnValue
     return handle_http_error(
         ServiceUnavailable(DATABASE_UNAVAILABLE, retry_after=DATABASE_RETRY_AFTER)
     )
-
-
-#: What a 503 of the database says, on a page and in the API.
-DATABASE_UNAVAILABLE = "The shop cannot reach its data right now, so nothing was done."
 
 
 def is_api_path(path: str) -> bool:
