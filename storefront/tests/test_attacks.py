@@ -293,7 +293,10 @@ def test_the_live_page_carries_on_after_redis_restarts_and_shows_hostile_text(
         page.goto(f"{live_server(app).url}/activity")
         page.wait_for_selector("#status:has-text('Live')")
         broker.publish("activity", {"text": HOSTILE, "at": '"><script>alert(3)'})
-        page.wait_for_function("document.querySelectorAll('#feed li').length === 2")
+        # A selector, not wait_for_function: its polling evaluates a string,
+        # which the page's CSP (no 'unsafe-eval') refuses.
+        page.wait_for_selector("#feed li:nth-child(2)")
+        assert page.locator("#feed li").count() == 2
         redis_process.kill()
         redis_process.start(empty=True)
         broker.publish("activity", {"text": HOSTILE})
